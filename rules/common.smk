@@ -1,0 +1,78 @@
+# Config validation, paths and input/param functions shared by all rules.
+
+import os
+import sys
+from functools import lru_cache
+from pathlib import Path
+
+# The package lives in src/; jobs (local, conda or SLURM) import it through PYTHONPATH, so the
+# workflow also runs from a checkout where it is not pip-installed.
+SRC = str(Path(workflow.basedir) / "src")
+sys.path.insert(0, SRC)
+os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (SRC, os.environ.get("PYTHONPATH")) if p)
+
+from robust_deepfake.config import validate_config
+from robust_deepfake.fingerprint import code_fingerprint
+from robust_deepfake.ingest import listing_fingerprint
+from robust_deepfake.manifest import shard_digests, shard_name
+
+validate_config(config, schema_path=workflow.source_path("../config/config.schema.json"))
+
+DATASET = config["dataset"]["name"]
+RESULTS = f"results/{DATASET}"
+LOGS = f"logs/{DATASET}"
+BENCHMARKS = f"benchmarks/{DATASET}"
+SHARDS = [shard_name(i) for i in range(config["shards"])]
+DEMO_ROOT = "resources/demo"
+
+
+wildcard_constraints:
+    shard=r"\d{4}",
+    part="A|B|C",
+
+
+def dataset_root():
+    """The demo renders its own media; every other layout reads the configured root."""
+    if config["dataset"]["layout"] == "demo":
+        return DEMO_ROOT
+    return config["dataset_root"]
+
+
+def ingest_input(wildcards):
+    return [DEMO_ROOT] if config["dataset"]["layout"] == "demo" else []
+
+
+def dataset_listing(wildcards):
+    """Fingerprint of the dataset's files, so that adding or replacing a video reruns ingest.
+    A function (not a parse-time value) so that jobs not involving ingest never walk the dataset."""
+    if config["dataset"]["layout"] == "demo":
+        return "rendered by render_demo"
+    return listing_fingerprint(dataset_root())
+
+
+def media_manifest():
+    return f"{RESULTS}/media.parquet"
+
+
+def shard_rows(wildcards):
+    """Digest of this shard's rows of the media manifest.
+
+    Shard rules take the manifest as ancient() input, so a rewritten manifest does not make every
+    shard stale by time; this digest (a param, so Snakemake's params trigger sees it) does, only
+    for the shards whose rows changed: one added video reruns one shard.
+    """
+    manifest = checkpoints.ingest.get().output.media
+    return _cached_shard_digests(manifest, os.path.getmtime(manifest), len(SHARDS)).get(
+        int(wildcards.shard), "empty"
+    )
+
+
+@lru_cache(maxsize=4)
+def _cached_shard_digests(manifest, mtime, n_shards):
+    return shard_digests(manifest)
+
+
+def split_outputs():
+    return expand(f"{RESULTS}/split/{{part}}.parquet", part=["A", "B", "C"]) + [
+        f"{RESULTS}/split/summary.tsv"
+    ]

@@ -1,0 +1,28 @@
+checkpoint ingest:
+    """List the dataset into the media manifest, one row per video or image, with its shard.
+    A checkpoint: the shard rules' params read the manifest it writes."""
+    input:
+        ingest_input,
+    output:
+        media=f"{RESULTS}/media.parquet",
+    params:
+        dataset=DATASET,
+        layout="folders" if config["dataset"]["layout"] == "demo" else config["dataset"]["layout"],
+        root=dataset_root(),
+        options={
+            "faceforensics": {
+                "compression": config["dataset"]["compression"],
+                "methods": config["dataset"]["methods"],
+            },
+        }.get(config["dataset"]["layout"], {}),
+        max_per_label=config["dataset"]["max_per_label"],
+        shards=config["shards"],
+        seed=config["seed"],
+        listing=dataset_listing,
+        code=code_fingerprint("ingest"),
+    log:
+        f"{LOGS}/ingest.log",
+    conda:
+        "../envs/media.yaml"
+    script:
+        "../workflow_scripts/ingest.py"

@@ -1,0 +1,19 @@
+rule split:
+    """Identity-disjoint, label-stratified A / B / C parts of the face crops (all shards)."""
+    input:
+        crops=expand(f"{RESULTS}/crops/{{shard}}.parquet", shard=SHARDS),
+    output:
+        parts=expand(f"{RESULTS}/split/{{part}}.parquet", part=["A", "B", "C"]),
+        summary=f"{RESULTS}/split/summary.tsv",
+    params:
+        fractions=config["split"]["fractions"],
+        use_official_test=config["split"]["use_official_test"],
+        official_overlap=config["split"]["official_overlap"],
+        seed=config["seed"],
+        code=code_fingerprint("split"),
+    log:
+        f"{LOGS}/split.log",
+    conda:
+        "../envs/media.yaml"
+    script:
+        "../workflow_scripts/split.py"

@@ -1,0 +1,92 @@
+"""Configuration checking: the schema is the single place that says what a valid config is.
+
+The workflow calls :func:`validate_config` while Snakemake parses the Snakefile, so a wrong value
+stops the run before any job starts, with a message that names the key and what it may be.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+
+SCHEMA_PATH = Path(__file__).resolve().parents[2] / "config" / "config.schema.json"
+
+
+class ConfigError(ValueError):
+    """A configuration value the schema (or a cross-key rule) does not allow."""
+
+
+def load_schema(path: str | Path = SCHEMA_PATH) -> dict:
+    with open(path) as f:
+        return json.load(f)
+
+
+def _dotted(path) -> str:
+    return ".".join(str(p) for p in path) or "<top level>"
+
+
+def _describe_allowed(error: jsonschema.ValidationError) -> str:
+    """Say what the key may be, in the words a user edits the YAML with."""
+    schema = error.schema if isinstance(error.schema, dict) else {}
+    if "enum" in schema:
+        return "allowed values: " + ", ".join(repr(v) for v in schema["enum"])
+    bounds = []
+    for key, word in (("minimum", ">="), ("exclusiveMinimum", ">"), ("maximum", "<="), ("exclusiveMaximum", "<")):
+        if key in schema:
+            bounds.append(f"{word} {schema[key]}")
+    kind = schema.get("type")
+    kind = " or ".join(kind) if isinstance(kind, list) else kind
+    parts = [p for p in (kind, " and ".join(bounds)) if p]
+    if error.validator == "additionalProperties":
+        allowed = sorted(error.schema.get("properties", {}))
+        return "allowed keys: " + ", ".join(allowed)
+    return ("allowed: " + " ".join(parts)) if parts else ""
+
+
+def _fill_defaults(instance: Any, schema: dict) -> None:
+    """Insert schema defaults for absent keys, recursively, so presets may stay short."""
+    if not isinstance(instance, dict):
+        return
+    for key, sub in schema.get("properties", {}).items():
+        if key not in instance and "default" in sub:
+            instance[key] = copy.deepcopy(sub["default"])
+        if key in instance:
+            _fill_defaults(instance[key], sub)
+
+
+def _check_cross_keys(config: dict) -> list[str]:
+    problems = []
+    fractions = config["split"]["fractions"]
+    total = sum(fractions.values())
+    if abs(total - 1.0) > 1e-6:
+        problems.append(f"config key 'split.fractions': A + B + C = {total:g}, must be 1 "
+                        f"(got {fractions})")
+    if config["dataset"]["layout"] != "demo" and not config.get("dataset_root"):
+        problems.append(f"config key 'dataset_root': layout '{config['dataset']['layout']}' needs the "
+                        "dataset's root folder (set it with --config dataset_root=/path/to/data)")
+    return problems
+
+
+def validate_config(config: dict, schema_path: str | Path = SCHEMA_PATH) -> dict:
+    """Check `config` against the schema, fill defaults in place and return it.
+
+    Every problem is reported at once, one line each, so a user fixes a preset in one go.
+    """
+    schema = load_schema(schema_path)
+    validator = jsonschema.Draft202012Validator(schema)
+    problems = []
+    for error in sorted(validator.iter_errors(config), key=lambda e: list(map(str, e.absolute_path))):
+        allowed = _describe_allowed(error)
+        line = f"config key '{_dotted(error.absolute_path)}': {error.message}"
+        problems.append(line + (f" ({allowed})" if allowed else ""))
+    if problems:
+        raise ConfigError("invalid configuration:\n  " + "\n  ".join(problems))
+    _fill_defaults(config, schema)
+    problems = _check_cross_keys(config)
+    if problems:
+        raise ConfigError("invalid configuration:\n  " + "\n  ".join(problems))
+    return config

@@ -1,0 +1,133 @@
+"""The manifest: one Parquet record that every stage reads and extends.
+
+Stages never re-derive facts from file names: ingest writes one row per video or image, frames
+expands it to one row per frame, detection and cropping add columns, the split adds `part`.
+Failures stay in the table as rows with an `error` text, so nothing is lost silently and every
+later count can say how many media were dropped and why.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from robust_deepfake.atomic import atomic_path
+
+# name -> (Arrow type, meaning). Columns named `attr_<Name>` (CelebA's 40 attributes) are allowed
+# in addition and stored as int8 (-1/1 as the dataset gives them).
+COLUMNS: dict[str, tuple[pa.DataType, str]] = {
+    # ingest
+    "media_id": (pa.string(), "stable unique id: the media's path relative to the dataset root"),
+    "dataset": (pa.string(), "dataset name from the config"),
+    "path": (pa.string(), "absolute path of the video or image"),
+    "kind": (pa.string(), "video | image"),
+    "label": (pa.int8(), "0 real, 1 fake"),
+    "method": (pa.string(), "manipulation method for fakes, 'real' for real media"),
+    "source_id": (pa.string(), "id of the face/video that drives a fake (FF++: second id)"),
+    "target_id": (pa.string(), "id of the video a fake was made on (FF++: first id)"),
+    "identity": (pa.string(), "person shown (reals) or target person (fakes)"),
+    "official_split": (pa.string(), "train | val | test where the dataset defines one"),
+    "shard": (pa.int32(), "stable hash of media_id modulo the shard count"),
+    # frames
+    "frame_idx": (pa.int32(), "presentation-order index of the frame in its video (0 for images)"),
+    "frame_count": (pa.int32(), "number of frames in the video"),
+    "frame_path": (pa.string(), "extracted frame image"),
+    "width": (pa.int32(), "frame width after rotation"),
+    "height": (pa.int32(), "frame height after rotation"),
+    "error": (pa.string(), "why this media/frame was dropped, null when fine"),
+    # detect
+    "has_face": (pa.bool_(), "a face above the confidence threshold was found"),
+    "n_faces": (pa.int16(), "faces found above the confidence threshold"),
+    "box": (pa.list_(pa.float32(), 4), "kept face box x1, y1, x2, y2 in frame pixels"),
+    "landmarks": (pa.list_(pa.float32(), 10), "5 landmarks (eyes, nose, mouth corners) x, y in frame pixels"),
+    "confidence": (pa.float32(), "detector confidence of the kept face"),
+    # crop
+    "crop_box": (pa.list_(pa.int32(), 4), "square crop x1, y1, x2, y2 in frame pixels"),
+    "crop_landmarks": (pa.list_(pa.float32(), 10), "landmarks in crop pixels (after resize)"),
+    "face_path": (pa.string(), "the face crop image"),
+    # split
+    "group": (pa.string(), "identity group: media linked by any shared identity"),
+    "part": (pa.string(), "A (defence model) | B (detector training) | C (validation)"),
+}
+
+MEDIA_COLUMNS = ["media_id", "dataset", "path", "kind", "label", "method", "source_id", "target_id",
+                 "identity", "official_split", "shard"]
+FRAME_COLUMNS = MEDIA_COLUMNS + ["frame_idx", "frame_count", "frame_path", "width", "height", "error"]
+DETECT_COLUMNS = FRAME_COLUMNS + ["has_face", "n_faces", "box", "landmarks", "confidence"]
+CROP_COLUMNS = DETECT_COLUMNS + ["crop_box", "crop_landmarks", "face_path"]
+SPLIT_COLUMNS = CROP_COLUMNS + ["group", "part"]
+
+ATTR_PREFIX = "attr_"
+
+
+def shard_of(media_id: str, n_shards: int) -> int:
+    """Stable across Python runs and machines (unlike hash()), so adding media moves nothing."""
+    digest = hashlib.sha1(media_id.encode("utf-8")).digest()
+    return int.from_bytes(digest[:8], "big") % n_shards
+
+
+def shard_name(shard: int) -> str:
+    return f"{shard:04d}"
+
+
+def arrow_schema(columns) -> pa.Schema:
+    fields = []
+    for name in columns:
+        if name in COLUMNS:
+            fields.append(pa.field(name, COLUMNS[name][0]))
+        elif name.startswith(ATTR_PREFIX):
+            fields.append(pa.field(name, pa.int8()))
+        else:
+            raise KeyError(f"column {name!r} is not part of the manifest schema (manifest.COLUMNS)")
+    return pa.schema(fields)
+
+
+def require_columns(df: pd.DataFrame, columns, where: str) -> None:
+    missing = [c for c in columns if c not in df.columns]
+    if missing:
+        raise ValueError(f"{where}: manifest lacks columns {missing}")
+
+
+def write_manifest(df: pd.DataFrame, path: str | Path, columns=None) -> None:
+    """Write `df` with the manifest's column types, atomically (a killed job leaves no half file)."""
+    columns = list(columns) if columns is not None else list(df.columns)
+    extra = [c for c in df.columns if c.startswith(ATTR_PREFIX) and c not in columns]
+    columns += extra
+    require_columns(df, columns, str(path))
+    table = pa.Table.from_pandas(df[columns], schema=arrow_schema(columns), preserve_index=False)
+    with atomic_path(path) as tmp:
+        pq.write_table(table, tmp)
+
+
+def read_manifest(path: str | Path, columns=None) -> pd.DataFrame:
+    try:
+        return pd.read_parquet(path, columns=columns)
+    except FileNotFoundError:
+        raise FileNotFoundError(f"manifest not found: {path}") from None
+
+
+def read_manifests(paths, columns=None) -> pd.DataFrame:
+    frames = [read_manifest(p, columns) for p in paths]
+    frames = [f for f in frames if len(f)]
+    if not frames:
+        return read_manifest(paths[0], columns) if paths else pd.DataFrame(columns=columns or [])
+    return pd.concat(frames, ignore_index=True)
+
+
+def media_slug(media_id: str) -> str:
+    """A flat, file-system-safe name for a media id (ids are relative paths)."""
+    return media_id.replace("/", "__").replace("\\", "__")
+
+
+def shard_digests(path: str | Path) -> dict[int, str]:
+    """Per shard, a digest of its rows: what the workflow compares to decide which shards are stale."""
+    df = read_manifest(path).sort_values("media_id", kind="stable")
+    hashes = pd.util.hash_pandas_object(df.astype("string"), index=False)
+    digests = {}
+    for shard, values in hashes.groupby(df["shard"].to_numpy()):
+        digests[int(shard)] = hashlib.sha1(values.to_numpy().tobytes()).hexdigest()[:16]
+    return digests

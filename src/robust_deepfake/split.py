@@ -1,0 +1,194 @@
+"""The A / B / C split: A trains the defence model, B the detector (after poisoning and
+purification), C validates. Parts must not share a person, or every later number is inflated by
+identity leakage; so media are first grouped by identity (a fake links its target and source
+identities), and whole groups are assigned to parts.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+from dataclasses import dataclass, field
+
+import pandas as pd
+
+from robust_deepfake.manifest import CROP_COLUMNS, SPLIT_COLUMNS, require_columns
+
+log = logging.getLogger(__name__)
+
+PARTS = ("A", "B", "C")
+OVERLAP_POLICIES = ("drop", "move")
+
+
+class _UnionFind:
+    """Connected components of identities: a chain of fakes links all persons it touches."""
+
+    def __init__(self) -> None:
+        self.parent: dict[str, str] = {}
+
+    def find(self, x: str) -> str:
+        self.parent.setdefault(x, x)
+        while self.parent[x] != x:
+            self.parent[x] = self.parent[self.parent[x]]
+            x = self.parent[x]
+        return x
+
+    def union(self, a: str, b: str) -> None:
+        ra, rb = self.find(a), self.find(b)
+        if ra != rb:
+            # the smaller name wins so group names do not depend on row order
+            lo, hi = sorted((ra, rb))
+            self.parent[hi] = lo
+
+
+def media_identities(row) -> list[str]:
+    """Every person a media shows or was made from (FF++ fakes: target and source)."""
+    ids = [row.identity, row.source_id, row.target_id]
+    return sorted({str(i) for i in ids if isinstance(i, str) and i})
+
+
+def identity_groups(media: pd.DataFrame) -> pd.Series:
+    """Group name per media row: the smallest identity of its connected component."""
+    uf = _UnionFind()
+    per_row = [media_identities(r) for r in media.itertuples(index=False)]
+    for ids in per_row:
+        for other in ids[1:]:
+            uf.union(ids[0], other)
+    return pd.Series([uf.find(ids[0]) for ids in per_row], index=media.index, dtype="string")
+
+
+@dataclass
+class _Part:
+    name: str
+    targets: dict[int, float]
+    counts: dict[int, int] = field(default_factory=dict)
+
+    def score_with(self, group_counts: dict[int, int]) -> float:
+        """How full this part would be, per label, after taking the group (lower = needier)."""
+        score = 0.0
+        for label, n in group_counts.items():
+            target = max(self.targets.get(label, 0.0), 1e-9)
+            score += n * (self.counts.get(label, 0) + n) / target
+        return score
+
+    def add(self, group_counts: dict[int, int]) -> None:
+        for label, n in group_counts.items():
+            self.counts[label] = self.counts.get(label, 0) + n
+
+
+def assign_groups(media: pd.DataFrame, fractions: dict[str, float], seed: int) -> pd.Series:
+    """Greedy, label-stratified assignment of identity groups to parts.
+
+    Groups are visited largest first (ties in a seeded random order), each going to the part that
+    is emptiest relative to its target for the group's labels. This keeps parts identity-disjoint
+    by construction while label proportions stay close to the fractions; with few groups it is
+    as close as whole groups allow.
+    """
+    parts_names = [p for p in PARTS if fractions.get(p, 0) > 0]
+    per_group = media.groupby(["group", "label"]).size().unstack(fill_value=0)
+    totals = per_group.sum(axis=0)
+    parts = [_Part(p, {int(l): fractions[p] * int(totals[l]) for l in per_group.columns}) for p in parts_names]
+
+    groups = sorted(per_group.index)
+    random.Random(seed).shuffle(groups)
+    groups.sort(key=lambda g: -int(per_group.loc[g].sum()))  # stable: seeded order within a size
+    assignment = {}
+    for g in groups:
+        counts = {int(l): int(n) for l, n in per_group.loc[g].items() if n}
+        best = min(parts, key=lambda p: p.score_with(counts))
+        best.add(counts)
+        assignment[g] = best.name
+    return media["group"].map(assignment)
+
+
+def split_media(media: pd.DataFrame, fractions: dict[str, float], seed: int,
+                use_official_test: bool = True, official_overlap: str = "drop") -> pd.DataFrame:
+    """Return `media` with `group` and `part` columns; rows whose part is null were excluded.
+
+    With an official test list, C is that list; A and B share the remaining fractions. Media
+    outside the list that share a person with it are dropped (`official_overlap="drop"`, keeps C
+    equal to the official list) or moved into C (`"move"`, loses no data), and the count is logged.
+    """
+    if official_overlap not in OVERLAP_POLICIES:
+        raise ValueError(f"official_overlap must be one of {OVERLAP_POLICIES}, got {official_overlap!r}")
+    media = media.copy()
+    media["group"] = identity_groups(media)
+    media["part"] = pd.Series(pd.NA, index=media.index, dtype="string")
+
+    official_test = media["official_split"].eq("test").fillna(False).astype(bool)
+    if use_official_test and official_test.any():
+        media.loc[official_test, "part"] = "C"
+        test_groups = set(media.loc[official_test, "group"])
+        overlap = ~official_test & media["group"].isin(test_groups)
+        if overlap.any():
+            log.warning("%d media share a person with the official test list: %s", int(overlap.sum()),
+                        "moved to C" if official_overlap == "move" else "dropped (split.official_overlap: move keeps them in C)")
+            if official_overlap == "move":
+                media.loc[overlap, "part"] = "C"
+        rest = ~official_test & ~overlap
+        ab = {p: fractions[p] / (fractions["A"] + fractions["B"]) for p in ("A", "B")}
+        media.loc[rest, "part"] = assign_groups(media.loc[rest], ab, seed)
+    else:
+        media["part"] = assign_groups(media, fractions, seed)
+
+    empty = [p for p in PARTS if not media["part"].eq(p).any()]
+    if empty:
+        log.warning("parts %s are empty: %d identity groups are too few for fractions %s",
+                    empty, media["group"].nunique(), fractions)
+    return media
+
+
+def check_disjoint(media: pd.DataFrame) -> None:
+    """Raise if any identity appears in two parts: the split's one promise, checked on output."""
+    seen: dict[str, str] = {}
+    for row in media.dropna(subset=["part"]).itertuples(index=False):
+        for ident in media_identities(row):
+            other = seen.setdefault(ident, row.part)
+            if other != row.part:
+                raise AssertionError(f"identity {ident!r} is in parts {other} and {row.part}")
+
+
+def split_faces(faces: pd.DataFrame, fractions: dict[str, float], seed: int, use_official_test: bool,
+                official_overlap: str) -> tuple[dict[str, pd.DataFrame], pd.DataFrame]:
+    """Split the face-crop manifest by media; return one table per part and a summary table.
+
+    Only media with at least one usable face crop are split; the summary counts the others by
+    reason, so a report can say what was lost between ingest and the split.
+    """
+    require_columns(faces, CROP_COLUMNS, "split input")
+    usable = faces["face_path"].notna()
+    media_cols = ["media_id", "label", "identity", "source_id", "target_id", "official_split"]
+    media = faces.loc[usable, media_cols].drop_duplicates("media_id").sort_values("media_id")
+    media = split_media(media.reset_index(drop=True), fractions, seed, use_official_test, official_overlap)
+    check_disjoint(media)
+
+    parted = faces.loc[usable].merge(media[["media_id", "group", "part"]], on="media_id", how="left")
+    tables = {p: parted[parted["part"] == p].sort_values(["media_id", "frame_idx"])[SPLIT_COLUMNS +
+              [c for c in faces.columns if c.startswith("attr_")]].reset_index(drop=True) for p in PARTS}
+    return tables, split_summary(faces, media)
+
+
+def split_summary(faces: pd.DataFrame, media: pd.DataFrame) -> pd.DataFrame:
+    """Media and face counts per part and label, and the media lost before the split, by reason."""
+    rows = []
+    per_media = faces.groupby("media_id").agg(label=("label", "first"), faces=("face_path", "count"),
+                                              error=("error", "first"))
+    for part in PARTS:
+        ids = media.loc[media["part"] == part, "media_id"]
+        for label in (0, 1):
+            sel = per_media.loc[per_media.index.isin(ids) & (per_media["label"] == label)]
+            rows.append({"part": part, "label": label, "media": len(sel), "faces": int(sel["faces"].sum()),
+                         "identities": media.loc[media["media_id"].isin(sel.index), "group"].nunique()})
+    excluded = media.loc[media["part"].isna(), "media_id"]
+    rows.append({"part": "excluded: shares a person with the official test list", "label": pd.NA,
+                 "media": len(excluded), "faces": int(per_media.loc[per_media.index.isin(excluded), "faces"].sum()),
+                 "identities": pd.NA})
+    lost = per_media[per_media["faces"] == 0]
+    for reason, n in lost["error"].fillna("no usable face").map(_reason_kind).value_counts().sort_index().items():
+        rows.append({"part": f"lost: {reason}", "label": pd.NA, "media": int(n), "faces": 0, "identities": pd.NA})
+    return pd.DataFrame(rows)
+
+
+def _reason_kind(error: str) -> str:
+    """Collapse per-file error texts to their kind ('frames: truncated file ...' -> 'frames: truncated file')."""
+    return str(error).split(":")[0].strip() if ":" in str(error) else str(error)

@@ -1,0 +1,82 @@
+import copy
+from pathlib import Path
+
+import pytest
+import yaml
+
+from robust_deepfake.config import ConfigError, validate_config
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def default_config():
+    return yaml.safe_load((REPO / "config" / "config.yaml").read_text())
+
+
+def test_default_config_is_valid():
+    cfg = validate_config(default_config())
+    assert cfg["crop"]["margin"] == 0.3
+    assert cfg["split"]["fractions"] == {"A": 0.7, "B": 0.2, "C": 0.1}
+
+
+def test_negative_margin_names_key_and_bound():
+    cfg = default_config()
+    cfg["crop"]["margin"] = -0.2
+    with pytest.raises(ConfigError) as err:
+        validate_config(cfg)
+    msg = str(err.value)
+    assert "crop.margin" in msg and "-0.2" in msg and ">= 0" in msg
+
+
+def test_enum_lists_allowed_values():
+    cfg = default_config()
+    cfg["dataset"]["layout"] = "ffpp"
+    with pytest.raises(ConfigError) as err:
+        validate_config(cfg)
+    msg = str(err.value)
+    assert "dataset.layout" in msg and "'faceforensics'" in msg and "'celebdf'" in msg
+
+
+def test_unknown_key_is_reported_with_allowed_keys():
+    cfg = default_config()
+    cfg["crop"]["marign"] = 0.2
+    with pytest.raises(ConfigError, match=r"crop.*marign.*allowed keys: image_format, margin, size"):
+        validate_config(cfg)
+
+
+def test_all_problems_reported_at_once():
+    cfg = default_config()
+    cfg["crop"]["margin"] = -1
+    cfg["shards"] = 0
+    with pytest.raises(ConfigError) as err:
+        validate_config(cfg)
+    assert "crop.margin" in str(err.value) and "shards" in str(err.value)
+
+
+def test_fractions_must_sum_to_one():
+    cfg = default_config()
+    cfg["split"]["fractions"] = {"A": 0.5, "B": 0.2, "C": 0.1}
+    with pytest.raises(ConfigError, match="split.fractions"):
+        validate_config(cfg)
+
+
+def merged(base, override):
+    out = copy.deepcopy(base)
+    for k, v in override.items():
+        out[k] = merged(out.get(k, {}), v) if isinstance(v, dict) else v
+    return out
+
+
+@pytest.mark.parametrize("preset", sorted((REPO / "config" / "presets").glob("*.yaml")), ids=lambda p: p.stem)
+def test_presets_need_only_the_root(preset):
+    cfg = merged(default_config(), yaml.safe_load(preset.read_text()))
+    with pytest.raises(ConfigError, match="dataset_root"):
+        validate_config(copy.deepcopy(cfg))
+    cfg["dataset_root"] = "/data/somewhere"
+    validate_config(cfg)
+
+
+def test_defaults_fill_a_short_config():
+    cfg = {"dataset": {"name": "x", "layout": "demo"}, "shards": 2, "frames": {}, "faces": {}, "crop": {}, "split": {}}
+    validate_config(cfg)
+    assert cfg["frames"]["per_video"] == 8 and cfg["faces"]["keep"] == "largest" and cfg["seed"] == 0

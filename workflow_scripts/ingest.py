@@ -1,0 +1,11 @@
+"""Snakemake entry point of checkpoint ingest; the logic is robust_deepfake.ingest."""
+
+from robust_deepfake.logs import log_to_file
+
+log = log_to_file(snakemake.log[0])
+
+from robust_deepfake.ingest import ingest  # noqa: E402
+
+p = snakemake.params
+ingest(layout=p.layout, root=p.root, dataset=p.dataset, n_shards=p.shards, layout_options=p.options,
+       max_per_label=p.max_per_label, seed=p.seed, out_path=snakemake.output.media)
