@@ -13,7 +13,7 @@ os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (SRC, os.environ.get("PYTH
 
 from robust_deepfake.config import validate_config
 from robust_deepfake.fingerprint import code_fingerprint
-from robust_deepfake.ingest import listing_fingerprint
+from robust_deepfake.ingest import listing_fingerprint, options_from_config
 from robust_deepfake.manifest import shard_digests, shard_name
 
 validate_config(config, schema_path=workflow.source_path("../config/config.schema.json"))
@@ -24,6 +24,8 @@ LOGS = f"logs/{DATASET}"
 BENCHMARKS = f"benchmarks/{DATASET}"
 SHARDS = [shard_name(i) for i in range(config["shards"])]
 DEMO_ROOT = "resources/demo"
+# the demo is rendered in the plain folders layout
+INGEST_LAYOUT = "folders" if config["dataset"]["layout"] == "demo" else config["dataset"]["layout"]
 
 
 wildcard_constraints:

@@ -7,14 +7,9 @@ checkpoint ingest:
         media=f"{RESULTS}/media.parquet",
     params:
         dataset=DATASET,
-        layout="folders" if config["dataset"]["layout"] == "demo" else config["dataset"]["layout"],
+        layout=INGEST_LAYOUT,
         root=dataset_root(),
-        options={
-            "faceforensics": {
-                "compression": config["dataset"]["compression"],
-                "methods": config["dataset"]["methods"],
-            },
-        }.get(config["dataset"]["layout"], {}),
+        options=options_from_config(INGEST_LAYOUT, config["dataset"]),
         max_per_label=config["dataset"]["max_per_label"],
         shards=config["shards"],
         seed=config["seed"],

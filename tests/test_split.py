@@ -57,3 +57,16 @@ def test_official_test_list_becomes_c(policy):
     if policy == "drop":
         assert set(out.loc[out.part == "C", "media_id"]) == test_ids
     assert {"A", "B"} <= set(out["part"].dropna())
+
+
+def test_shared_faceforensics_tree_split_is_identity_disjoint(shared_data):
+    from robust_deepfake.ingest import build_media_table
+
+    media = build_media_table("faceforensics", shared_data / "faceforensics_c23", "ffpp", 4, {}, None, 0)
+    out = split_media(media, {"A": 0.7, "B": 0.2, "C": 0.1}, seed=0)
+    check_disjoint(out)
+    # every fake sits with both of its persons' real videos (when present)
+    for fake in out[out.label == 1].itertuples():
+        for person in (fake.target_id, fake.source_id):
+            reals = out[(out.label == 0) & (out.identity == person)]
+            assert (reals["part"] == fake.part).all()
