@@ -9,7 +9,8 @@ from pathlib import Path
 # workflow also runs from a checkout where it is not pip-installed.
 SRC = str(Path(workflow.basedir) / "src")
 sys.path.insert(0, SRC)
-os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (SRC, os.environ.get("PYTHONPATH")) if p)
+# (set, not required from the user: hence no envvars: directive)
+os.environ.update(PYTHONPATH=os.pathsep.join(p for p in (SRC, os.environ.get("PYTHONPATH")) if p))
 
 from robust_deepfake.config import validate_config
 from robust_deepfake.fingerprint import code_fingerprint
@@ -59,18 +60,20 @@ def media_manifest():
 def shard_rows(wildcards):
     """Digest of this shard's rows of the media manifest.
 
-    Shard rules take the manifest as ancient() input, so a rewritten manifest does not make every
-    shard stale by time; this digest (a param, so Snakemake's params trigger sees it) does, only
-    for the shards whose rows changed: one added video reruns one shard.
+    Shard rules take the manifest as ancient() input, so a rewritten manifest neither makes every
+    shard stale by time nor propagates "must rerun" from ingest; this digest (a param, seen by
+    Snakemake's params trigger) does, only for the shards whose rows changed: one added video
+    reruns one shard. ingest is a checkpoint, so after it runs Snakemake re-evaluates this for
+    the jobs that depend on it; before the first ingest there is nothing to digest yet.
     """
-    manifest = checkpoints.ingest.get().output.media
-    return _cached_shard_digests(manifest, os.path.getmtime(manifest), len(SHARDS)).get(
-        int(wildcards.shard), "empty"
-    )
+    manifest = media_manifest()
+    if not os.path.exists(manifest):
+        return "awaiting ingest"
+    return _cached_shard_digests(manifest, os.path.getmtime(manifest)).get(int(wildcards.shard), "empty")
 
 
 @lru_cache(maxsize=4)
-def _cached_shard_digests(manifest, mtime, n_shards):
+def _cached_shard_digests(manifest, mtime):
     return shard_digests(manifest)
 
 

@@ -80,3 +80,18 @@ def test_defaults_fill_a_short_config():
     cfg = {"dataset": {"name": "x", "layout": "demo"}, "shards": 2, "frames": {}, "faces": {}, "crop": {}, "split": {}}
     validate_config(cfg)
     assert cfg["frames"]["per_video"] == 8 and cfg["faces"]["keep"] == "largest" and cfg["seed"] == 0
+
+
+def test_strings_from_snakemake_cli_are_coerced_to_schema_types():
+    # `--config 'crop={margin: 0.45}'` reaches the config as {"crop": {"margin": "0.45"}}
+    cfg = default_config()
+    cfg["crop"]["margin"] = "0.45"
+    cfg["faces"]["thresholds"] = ["0.5", "0.6", "0.7"]
+    cfg["split"]["use_official_test"] = "false"
+    cfg["dataset"]["max_per_label"] = "null"
+    validate_config(cfg)
+    assert cfg["crop"]["margin"] == 0.45 and cfg["faces"]["thresholds"] == [0.5, 0.6, 0.7]
+    assert cfg["split"]["use_official_test"] is False and cfg["dataset"]["max_per_label"] is None
+    cfg["crop"]["margin"] = "wide"
+    with pytest.raises(ConfigError, match="crop.margin"):
+        validate_config(cfg)

@@ -47,3 +47,11 @@ def test_adding_media_changes_only_its_shard_digest(tmp_path):
     before, after = shard_digests(tmp_path / "a.parquet"), shard_digests(tmp_path / "b.parquet")
     changed = {s for s in after if before.get(s) != after[s]}
     assert changed == {shard_of("new.mp4", 4)}
+
+
+def test_atomic_outputs_get_normal_permissions(tmp_path):
+    import os
+    write_manifest(media(["a"]), tmp_path / "m.parquet", MEDIA_COLUMNS)
+    mask = os.umask(0)
+    os.umask(mask)
+    assert (tmp_path / "m.parquet").stat().st_mode & 0o777 == 0o666 & ~mask

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import jsonschema
+import yaml
 
 SCHEMA_PATH = Path(__file__).resolve().parents[2] / "config" / "config.schema.json"
 
@@ -58,6 +59,30 @@ def _fill_defaults(instance: Any, schema: dict) -> None:
             _fill_defaults(instance[key], sub)
 
 
+_SCALAR_TYPES = {"number": (int, float), "integer": (int,), "boolean": (bool,), "null": (type(None),)}
+
+
+def _coerce_cli_strings(instance: Any, schema: dict) -> Any:
+    """Turn strings into the numbers/booleans/null the schema asks for.
+
+    Snakemake parses nested `--config 'crop={margin: 0.45}'` values with YAML's BaseLoader, which
+    keeps every scalar a string; without this, the command users type would be refused.
+    """
+    if isinstance(instance, dict):
+        props = schema.get("properties", {})
+        return {k: _coerce_cli_strings(v, props.get(k, {})) for k, v in instance.items()}
+    if isinstance(instance, list):
+        return [_coerce_cli_strings(v, schema.get("items", {})) for v in instance]
+    kinds = schema.get("type", [])
+    kinds = [kinds] if isinstance(kinds, str) else kinds
+    wanted = tuple(t for k in kinds for t in _SCALAR_TYPES.get(k, ()))
+    if isinstance(instance, str) and wanted and "string" not in kinds:
+        parsed = yaml.safe_load(instance)
+        if isinstance(parsed, wanted) and not (isinstance(parsed, bool) and bool not in wanted):
+            return parsed
+    return instance
+
+
 def _check_cross_keys(config: dict) -> list[str]:
     problems = []
     fractions = config["split"]["fractions"]
@@ -77,6 +102,7 @@ def validate_config(config: dict, schema_path: str | Path = SCHEMA_PATH) -> dict
     Every problem is reported at once, one line each, so a user fixes a preset in one go.
     """
     schema = load_schema(schema_path)
+    config.update(_coerce_cli_strings(config, schema))
     validator = jsonschema.Draft202012Validator(schema)
     problems = []
     for error in sorted(validator.iter_errors(config), key=lambda e: list(map(str, e.absolute_path))):

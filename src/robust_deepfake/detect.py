@@ -46,6 +46,11 @@ def build_detector(device: str, min_face_size: int, thresholds: Sequence[float],
                  device=resolve_device(device))
 
 
+def _check_keep(keep: str) -> None:
+    if keep not in KEEP_RULES:
+        raise ValueError(f"keep must be one of {KEEP_RULES}, got {keep!r}")
+
+
 def _downscale(image: np.ndarray, max_side: int | None) -> tuple[np.ndarray, float, float]:
     """Shrink so the longer side is at most `max_side`; return the factors that map the small
     image's x and y back to the original (separate, because rounding the size changes the aspect)."""
@@ -87,12 +92,7 @@ def _keep_face(boxes: np.ndarray, probs: np.ndarray, points: np.ndarray, min_con
     if not ok.any():
         return None
     boxes, probs, points = boxes[ok], probs[ok], points[ok]
-    if keep == "largest":
-        score = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
-    elif keep == "most_confident":
-        score = probs
-    else:
-        raise ValueError(f"keep must be one of {KEEP_RULES}, got {keep!r}")
+    score = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1]) if keep == "largest" else probs
     i = int(np.argmax(score))  # first of equals: deterministic
     return {"box": boxes[i].copy(), "landmarks": points[i].copy(), "confidence": float(probs[i]),
             "n_faces": int(ok.sum())}
@@ -105,8 +105,7 @@ def detect_batch(detector: MTCNN, images_rgb: list[np.ndarray], max_side: int | 
     Images are downscaled first and grouped by their detection size, because MTCNN batches only
     equal-size images; box and landmark coordinates come back in full-image pixels. Each dict has
     box (x1, y1, x2, y2), landmarks (5x2 x, y), confidence and n_faces (faces above the floor)."""
-    if keep not in KEEP_RULES:
-        raise ValueError(f"keep must be one of {KEEP_RULES}, got {keep!r}")
+    _check_keep(keep)
     small = [_downscale(img, max_side) for img in images_rgb]
     groups: dict[tuple[int, ...], list[int]] = {}
     for i, (img, _, _) in enumerate(small):
@@ -140,8 +139,7 @@ def detect_faces(frames: pd.DataFrame, device: str, batch_size: int, min_face_si
     n_faces 0. Box and landmarks are float32 arrays of length 4 and 10 (x, y pairs) in frame pixels.
     """
     require_columns(frames, FRAME_COLUMNS, "detect_faces")
-    if keep not in KEEP_RULES:
-        raise ValueError(f"keep must be one of {KEEP_RULES}, got {keep!r}")
+    _check_keep(keep)  # before any frame is read, not after the first batch
     out = frames.reset_index(drop=True).copy()
     n = len(out)
     errors = [e if isinstance(e, str) else None for e in out["error"]]

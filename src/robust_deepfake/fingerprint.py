@@ -19,7 +19,10 @@ PACKAGE_DIR = Path(__file__).resolve().parent
 
 
 def _module_file(module: str) -> Path | None:
-    rel = Path(*module.split(".")[1:])
+    parts = module.split(".")[1:]
+    if not parts:
+        return PACKAGE_DIR / "__init__.py"
+    rel = Path(*parts)
     for candidate in (PACKAGE_DIR / rel.with_suffix(".py"), PACKAGE_DIR / rel / "__init__.py"):
         if candidate.is_file():
             return candidate

@@ -63,13 +63,12 @@ class _Part:
     targets: dict[int, float]
     counts: dict[int, int] = field(default_factory=dict)
 
-    def score_with(self, group_counts: dict[int, int]) -> float:
-        """How full this part would be, per label, after taking the group (lower = needier)."""
-        score = 0.0
-        for label, n in group_counts.items():
-            target = max(self.targets.get(label, 0.0), 1e-9)
-            score += n * (self.counts.get(label, 0) + n) / target
-        return score
+    def deficit_for(self, group_counts: dict[int, int], totals: dict[int, int]) -> float:
+        """How much this part still lacks of the group's labels, relative to each label's total
+        (higher = needier). Largest deficit first fills a 10 % part as soon as it lacks more
+        than the others, so small parts are not left empty when groups are few."""
+        return sum(n * (self.targets.get(label, 0.0) - self.counts.get(label, 0)) / max(totals[label], 1)
+                   for label, n in group_counts.items())
 
     def add(self, group_counts: dict[int, int]) -> None:
         for label, n in group_counts.items():
@@ -79,15 +78,16 @@ class _Part:
 def assign_groups(media: pd.DataFrame, fractions: dict[str, float], seed: int) -> pd.Series:
     """Greedy, label-stratified assignment of identity groups to parts.
 
-    Groups are visited largest first (ties in a seeded random order), each going to the part that
-    is emptiest relative to its target for the group's labels. This keeps parts identity-disjoint
+    Groups are visited largest first (ties in a seeded random order), each going to the part with
+    the largest deficit for the group's labels. This keeps parts identity-disjoint
     by construction while label proportions stay close to the fractions; with few groups it is
     as close as whole groups allow.
     """
     parts_names = [p for p in PARTS if fractions.get(p, 0) > 0]
     per_group = media.groupby(["group", "label"]).size().unstack(fill_value=0)
     totals = per_group.sum(axis=0)
-    parts = [_Part(p, {int(l): fractions[p] * int(totals[l]) for l in per_group.columns}) for p in parts_names]
+    label_totals = {int(l): int(totals[l]) for l in per_group.columns}
+    parts = [_Part(p, {l: fractions[p] * n for l, n in label_totals.items()}) for p in parts_names]
 
     groups = sorted(per_group.index)
     random.Random(seed).shuffle(groups)
@@ -95,7 +95,7 @@ def assign_groups(media: pd.DataFrame, fractions: dict[str, float], seed: int) -
     assignment = {}
     for g in groups:
         counts = {int(l): int(n) for l, n in per_group.loc[g].items() if n}
-        best = min(parts, key=lambda p: p.score_with(counts))
+        best = max(parts, key=lambda p: p.deficit_for(counts, label_totals))
         best.add(counts)
         assignment[g] = best.name
     return media["group"].map(assignment)
@@ -190,5 +190,8 @@ def split_summary(faces: pd.DataFrame, media: pd.DataFrame) -> pd.DataFrame:
 
 
 def _reason_kind(error: str) -> str:
-    """Collapse per-file error texts to their kind ('frames: truncated file ...' -> 'frames: truncated file')."""
-    return str(error).split(":")[0].strip() if ":" in str(error) else str(error)
+    """Collapse per-file error texts to their kind, so the summary counts kinds, not files:
+    '/data/x.mp4: not a readable video: Invalid data' -> 'not a readable video'."""
+    segments = [seg.strip() for seg in str(error).split(": ")]
+    reasons = [seg for seg in segments if "/" not in seg and "\\" not in seg]
+    return reasons[0] if reasons else segments[-1]

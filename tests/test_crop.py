@@ -1,0 +1,172 @@
+"""Square crops: the shift-inside rule, landmark mapping, and the crop stage on real detections."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+
+from robust_deepfake.crop import crop_face, crop_faces, square_box
+from robust_deepfake.detect import detect_faces
+from robust_deepfake.manifest import (CROP_COLUMNS, DETECT_COLUMNS, FRAME_COLUMNS, media_slug, read_manifest,
+                                      write_manifest)
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def cfg() -> dict:
+    with open(REPO / "config" / "config.yaml") as f:
+        return yaml.safe_load(f)
+
+
+def side(b) -> int:
+    assert b[2] - b[0] == b[3] - b[1], f"not square: {b}"
+    return b[2] - b[0]
+
+
+def inside(b, w, h) -> bool:
+    return 0 <= b[0] and 0 <= b[1] and b[2] <= w and b[3] <= h
+
+
+def test_square_box_is_centred_square_enlarged_by_margin():
+    b = square_box((100, 100, 150, 180), 0.3, 640, 480)
+    assert side(b) == 104  # max(50, 80) * 1.3
+    assert (b[0] + b[2]) / 2 == pytest.approx(125, abs=1) and (b[1] + b[3]) / 2 == pytest.approx(140, abs=1)
+    assert inside(b, 640, 480)
+
+
+def test_margin_zero_gives_the_longer_box_side():
+    assert side(square_box((10.0, 20.0, 70.0, 110.0), 0.0, 640, 480)) == 90
+    assert side(square_box((10.0, 20.0, 130.0, 50.0), 0.0, 640, 480)) == 120
+
+
+@pytest.mark.parametrize("box, expect_x1, expect_y1", [
+    ((-10, 5, 40, 60), 0, 0),            # off the top-left corner
+    ((600, 420, 660, 490), 549, 389),    # off the bottom-right corner (side 91 in 640x480)
+])
+def test_square_box_is_shifted_not_clipped_at_borders(box, expect_x1, expect_y1):
+    b = square_box(box, 0.3, 640, 480)
+    w, h = box[2] - box[0], box[3] - box[1]
+    assert side(b) == round(max(w, h) * 1.3)  # full size kept: the crop is not squeezed
+    assert inside(b, 640, 480)
+    assert (b[0], b[1]) == (expect_x1, expect_y1)
+
+
+def test_square_box_larger_than_frame_becomes_the_shorter_side():
+    b = square_box((20, 10, 180, 390), 0.3, 200, 400)
+    assert side(b) == 200
+    assert b == (0, b[1], 200, b[1] + 200) and inside(b, 200, 400)
+    assert 10 <= (b[1] + b[3]) / 2 <= 390  # still centred on the face vertically
+
+
+def test_square_box_rule_holds_for_random_boxes():
+    rng = np.random.default_rng(0)
+    for _ in range(500):
+        fw, fh = (int(v) for v in rng.integers(50, 2000, 2))
+        x1, y1 = rng.uniform(-50, fw), rng.uniform(-50, fh)
+        bw, bh = rng.uniform(1, fw), rng.uniform(1, fh)
+        margin = float(rng.uniform(0, 1))
+        b = square_box((x1, y1, x1 + bw, y1 + bh), margin, fw, fh)
+        assert inside(b, fw, fh)
+        assert side(b) == max(1, round(min(max(bw, bh) * (1 + margin), fw, fh)))
+
+
+@pytest.mark.parametrize("face_side, size", [(60, 128), (300, 128), (128, 128)])
+def test_crop_face_maps_landmarks_onto_the_crop(face_side, size):
+    """Bright dots drawn at the landmarks must be found at the mapped crop landmarks."""
+    image = np.zeros((480, 640, 3), np.uint8)
+    x1, y1 = 200.0, 100.0
+    box = (x1, y1, x1 + face_side, y1 + face_side)
+    rel = np.array([[0.3, 0.35], [0.7, 0.35], [0.5, 0.55], [0.35, 0.75], [0.65, 0.75]])
+    points = (np.array([x1, y1]) + rel * face_side).astype(np.float32)
+    for x, y in points:
+        cv2.circle(image, (int(x), int(y)), max(2, face_side // 30), (255, 255, 255), -1)
+    crop, crop_box, crop_points = crop_face(image, box, points.reshape(10), 0.3, size)
+    assert crop.shape == (size, size, 3)
+    assert crop_box == square_box(box, 0.3, 640, 480)
+    assert crop_points.dtype == np.float32 and crop_points.shape == (10,)
+    tolerance = 1.5 + size / side(crop_box)  # one source pixel plus rounding of the drawn dots
+    grey = crop[..., 0].astype(float)
+    for x, y in crop_points.reshape(5, 2):
+        ys, xs = (slice(max(0, int(v) - 6), int(v) + 7) for v in (y, x))
+        yy, xx = np.nonzero(grey[ys, xs] > 128)
+        assert len(yy), f"no dot near crop landmark {(x, y)}"
+        cy, cx = yy.mean() + ys.start, xx.mean() + xs.start
+        assert abs(cx - x) <= tolerance and abs(cy - y) <= tolerance
+
+
+def detections_table(tmp_path: Path) -> pd.DataFrame:
+    """A hand-made detections manifest: one face, one frame without a face, one vanished frame."""
+    frame = np.zeros((240, 320, 3), np.uint8)
+    frame[60:180, 100:220] = 200
+    cv2.imwrite(str(tmp_path / "f.png"), frame)
+    base = {c: None for c in DETECT_COLUMNS}
+    rows = []
+    cases = [("f.png", True, None), ("f.png", False, "no face above confidence 0.9"), ("gone.png", True, None)]
+    for k, (name, has_face, error) in enumerate(cases):
+        r = dict(base, media_id=f"vid/clip {k}.mp4", dataset="t", kind="video", label=1, frame_idx=k * 7,
+                 frame_path=str(tmp_path / name), has_face=has_face, error=error,
+                 n_faces=1 if has_face else 0, confidence=0.99 if has_face else np.nan)
+        if has_face:
+            r["box"] = np.array([100, 60, 220, 180], np.float32)
+            r["landmarks"] = np.array([130, 100, 190, 100, 160, 125, 135, 150, 185, 150], np.float32)
+        rows.append(r)
+    return pd.DataFrame(rows, columns=DETECT_COLUMNS)
+
+
+def test_crop_faces_writes_crops_and_passes_other_rows_through(tmp_path):
+    out = crop_faces(detections_table(tmp_path), tmp_path / "faces", margin=0.3, size=64, image_format="png")
+    assert list(out.columns) == CROP_COLUMNS
+    face, noface, gone = (out.iloc[k] for k in range(3))
+    assert face["face_path"] == str(tmp_path / "faces" / media_slug("vid/clip 0.mp4") / "000000.png")
+    assert cv2.imread(face["face_path"]).shape == (64, 64, 3)
+    assert tuple(face["crop_box"]) == (82, 42, 238, 198) and face["crop_box"].dtype == np.int32
+    assert noface["face_path"] is None and noface["crop_box"] is None
+    assert noface["error"] == "no face above confidence 0.9"
+    assert gone["face_path"] is None and gone["error"].startswith("unreadable frame image")
+    assert sorted(p.name for p in (tmp_path / "faces").rglob("*") if p.is_file()) == ["000000.png"]
+
+
+def frames_table(paths: list[Path]) -> pd.DataFrame:
+    """A frames manifest with one still image per row, as the frames stage writes for photos."""
+    base = {c: None for c in FRAME_COLUMNS}
+    rows = [dict(base, media_id=f"{p.parent.name}/{p.name}", dataset="test", path=str(p), kind="image", label=0,
+                 method="real", identity=p.parent.name, shard=0, frame_idx=0, frame_count=1, frame_path=str(p))
+            for p in paths]
+    return pd.DataFrame(rows, columns=FRAME_COLUMNS)
+
+
+def test_crop_faces_creates_the_output_folder_when_no_frame_has_a_face(tmp_path):
+    detections = detections_table(tmp_path).iloc[[1]]
+    out = crop_faces(detections, tmp_path / "empty", margin=0.3, size=64, image_format="jpg")
+    assert (tmp_path / "empty").is_dir() and not any((tmp_path / "empty").iterdir())
+    assert out["face_path"].isna().all() and list(out.columns) == CROP_COLUMNS
+
+
+def test_crop_faces_on_real_detections(shared_data, cfg, tmp_path):
+    """Detection then cropping with the shipped defaults, one photo per identity."""
+    photos = [sorted(d.iterdir())[0] for d in sorted((shared_data / "face_photos" / "identities").iterdir())]
+    faces_cfg, crop_cfg = cfg["faces"], cfg["crop"]
+    detections = detect_faces(frames_table(photos), device="cpu", batch_size=faces_cfg["batch_size"],
+                              min_face_size=faces_cfg["min_face_size"], thresholds=faces_cfg["thresholds"],
+                              scale_factor=faces_cfg["scale_factor"], max_side=faces_cfg["max_side"],
+                              min_confidence=faces_cfg["min_confidence"], keep=faces_cfg["keep"])
+    assert detections["has_face"].all()
+    size = crop_cfg["size"]
+    out = crop_faces(detections, tmp_path, crop_cfg["margin"], size, crop_cfg["image_format"])
+    for _, r in out.iterrows():
+        crop = cv2.imread(r["face_path"])
+        assert crop.shape == (size, size, 3)
+        assert r["face_path"].endswith(f"/000000.{crop_cfg['image_format']}")
+        pts = r["crop_landmarks"].reshape(5, 2)
+        assert ((pts >= 0) & (pts < size)).all(), f"{r['media_id']}: landmark outside the crop {pts}"
+        frame_h, frame_w = cv2.imread(r["frame_path"]).shape[:2]
+        assert inside(r["crop_box"], frame_w, frame_h) and side(r["crop_box"]) > 0
+    write_manifest(out, tmp_path / "crop.parquet")
+    back = read_manifest(tmp_path / "crop.parquet")
+    np.testing.assert_array_equal(np.stack(back["crop_box"]), np.stack(out["crop_box"]))
