@@ -51,15 +51,25 @@ def _real_rows(root: Path, compression: str) -> list[dict]:
     for source, folder in folders.items():
         if not folder.is_dir():
             continue
-        media, skipped = scan_media(folder)
-        for rel, kind in media:
-            identity = _real_identity(source, file_stem(rel))
-            if identity is None:
-                skipped += 1
-                continue
+        for rel, kind, identity in _named_media(folder, lambda stem: _real_identity(source, stem),
+                                                "files that are not FF++ real videos"):
             rows.append(_row(root, folder, rel, kind, 0, "real", None, None, identity))
-        warn_ignored(log, skipped, "files that are not FF++ real videos", folder)
     return rows
+
+
+def _named_media(folder: Path, parse_stem, what_else: str) -> list[tuple[str, str, object]]:
+    """Media under `folder` whose file stem `parse_stem` understands, with what it parsed; the
+    others are counted in one warning (FF++ folders hold stray files in some downloads)."""
+    media, skipped = scan_media(folder)
+    named = []
+    for rel, kind in media:
+        parsed = parse_stem(file_stem(rel))
+        if parsed is None:
+            skipped += 1
+        else:
+            named.append((rel, kind, parsed))
+    warn_ignored(log, skipped, what_else, folder)
+    return named
 
 
 def _real_identity(source: str, stem: str) -> str | None:
@@ -88,15 +98,9 @@ def _fake_rows(root: Path, compression: str, methods: list[str] | tuple[str, ...
     rows = []
     for method in chosen:
         folder = manipulated / method / compression / "videos"
-        media, skipped = scan_media(folder)
-        for rel, kind in media:
-            pair = _fake_pair(method, file_stem(rel))
-            if pair is None:
-                skipped += 1
-                continue
-            target, source = pair
+        for rel, kind, (target, source) in _named_media(folder, lambda stem: _fake_pair(method, stem),
+                                                        "files not named <target>_<source>"):
             rows.append(_row(root, folder, rel, kind, 1, method, source, target, target))
-        warn_ignored(log, skipped, "files not named <target>_<source>", folder)
     return rows
 
 
