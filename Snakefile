@@ -1,5 +1,6 @@
 # Robust deepfake detection under data poisoning: the workflow.
-# Stages, in order: render_demo (demo only) -> ingest -> extract_frames -> detect_faces -> crop_faces -> split.
+# Stages, in order: render_demo (demo only) -> ingest -> extract_frames -> detect_faces -> crop_faces -> split
+#   -> train_generator (on A) -> poison (B's reals) -> generate_fakes (from B's reals as the trainer has them).
 # Each stage is rules/<stage>.smk -> workflow_scripts/<stage>.py -> src/robust_deepfake/<module>.py.
 
 from snakemake.utils import min_version
@@ -17,9 +18,13 @@ include: "rules/frames.smk"
 include: "rules/detect.smk"
 include: "rules/crop.smk"
 include: "rules/split.smk"
+include: "rules/generators.smk"
+include: "rules/poison.smk"
+include: "rules/fakes.smk"
 
 
 rule all:
     input:
         split_outputs(),
+        attack_outputs(),
     default_target: True

@@ -29,9 +29,19 @@ DEMO_ROOT = "resources/demo"
 INGEST_LAYOUT = "folders" if config["dataset"]["layout"] == "demo" else config["dataset"]["layout"]
 
 
+ATTACKS = config["poison"]["attacks"]
+RATES = [f"{rate:g}" for rate in config["poison"]["poison_rate"]]
+TRAINABLE_GENERATORS = ["faceswap_ae", "stargan"]
+
+
 wildcard_constraints:
     shard=r"\d{4}",
     part="A|B|C",
+    generator="|".join(config["fakes"]["generators"] + TRAINABLE_GENERATORS),
+    variant="main|surrogate",
+    attack="pgd|bim|fgsm|gaussian",
+    rate=r"[0-9.]+",
+    purifier="none",
 
 
 def dataset_root():
@@ -75,6 +85,28 @@ def shard_rows(wildcards):
 @lru_cache(maxsize=4)
 def _cached_shard_digests(manifest, mtime):
     return shard_digests(manifest)
+
+
+def generator_model(name, variant="main"):
+    return f"{RESULTS}/generators/{name}/{variant}/model.pt"
+
+
+def poison_target_model():
+    """White-box: the model that makes the fakes; grey-box: its surrogate."""
+    variant = "main" if config["poison"]["threat"] == "white_box" else "surrogate"
+    return generator_model(config["poison"]["generator"], variant)
+
+
+def fake_generator_model(wildcards):
+    return [generator_model(wildcards.generator)] if wildcards.generator in TRAINABLE_GENERATORS else []
+
+
+def attack_outputs():
+    """Every fake set and the poisoning summary: generators x attacks x poison rates (no purifier yet)."""
+    return expand(f"{RESULTS}/fakes/{{generator}}/{{attack}}/{{rate}}/none/manifest.parquet",
+                  generator=config["fakes"]["generators"], attack=ATTACKS, rate=RATES) + [
+        f"{RESULTS}/poisoned/summary.tsv"
+    ]
 
 
 def split_outputs():

@@ -6,7 +6,7 @@ rule detect_faces:
     output:
         manifest=f"{RESULTS}/detect/{{shard}}.parquet",
     params:
-        device=config["faces"]["device"],
+        device=config["device"],
         batch_size=config["faces"]["batch_size"],
         min_face_size=config["faces"]["min_face_size"],
         thresholds=config["faces"]["thresholds"],
@@ -15,7 +15,7 @@ rule detect_faces:
         min_confidence=config["faces"]["min_confidence"],
         keep=config["faces"]["keep"],
         code=code_fingerprint("detect"),
-    threads: 2
+    threads: 1
     log:
         f"{LOGS}/detect_faces/{{shard}}.log",
     benchmark:

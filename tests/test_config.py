@@ -95,3 +95,12 @@ def test_strings_from_snakemake_cli_are_coerced_to_schema_types():
     cfg["crop"]["margin"] = "wide"
     with pytest.raises(ConfigError, match="crop.margin"):
         validate_config(cfg)
+
+
+def test_bim_with_mse_loss_is_refused_with_the_reason():
+    cfg = default_config()
+    cfg["poison"] = {"attacks": ["pgd", "bim"], "loss": "mse"}
+    with pytest.raises(ConfigError, match=r"poison.attacks.*\['bim'\].*gradient"):
+        validate_config(cfg)
+    cfg["poison"] = {"attacks": ["pgd", "bim"], "loss": "target"}
+    validate_config(cfg)

@@ -12,7 +12,8 @@ import torch
 import yaml
 from skimage import data as skdata
 
-from robust_deepfake.detect import build_detector, detect_batch, detect_faces, resolve_device
+from robust_deepfake.detect import build_detector, detect_batch, detect_faces
+from robust_deepfake.devices import resolve_device
 from robust_deepfake.manifest import DETECT_COLUMNS, FRAME_COLUMNS, read_manifest, write_manifest
 
 REPO = Path(__file__).resolve().parents[1]

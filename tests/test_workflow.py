@@ -76,13 +76,40 @@ def test_demo_dag_runs_and_split_is_identity_disjoint(demo_run):
     assert (demo_run / "logs" / "smoke" / "detect_faces").is_dir()
 
 
+def test_demo_attack_side_outputs(demo_run):
+    results = demo_run / "results" / "smoke"
+    summary = pd.read_csv(results / "poisoned" / "summary.tsv", sep="\t")
+    assert set(summary["attack"]) == {"pgd", "gaussian"}
+    assert (summary["pert_linf"] <= 0.05 + 1e-6).all()
+    poisoned = read_manifest(results / "poisoned" / "pgd" / "0.5" / "manifest.parquet")
+    share = poisoned.groupby("media_id")["poisoned"].first().mean()
+    assert 0.3 <= share <= 0.7, share  # half of B's real media, whole videos at a time
+    for generator in ("faceswap_ae", "landmark_swap"):
+        fakes = read_manifest(results / "fakes" / generator / "pgd" / "0.5" / "none" / "manifest.parquet")
+        assert len(fakes) == len(poisoned) and (fakes["label"] == 1).all()
+        assert fakes["real_media_id"].isin(poisoned["media_id"]).all()
+        image = cv2.imread(str(demo_run / fakes["face_path"].iloc[0]))
+        assert image.shape == (64, 64, 3)
+
+
 def test_complete_run_plans_nothing(demo_run):
     assert planned_jobs(demo_run) == {}
 
 
+UPSTREAM_OF_CROPS = {"render_demo", "ingest", "extract_frames", "detect_faces"}
+
+
 def test_crop_margin_reruns_cropping_and_dependants_only(demo_run):
     jobs = planned_jobs(demo_run, "--config", "crop={margin: 0.45}")
-    assert jobs == {"crop_faces": 2, "split": 1, "all": 1}
+    assert jobs["crop_faces"] == 2 and jobs["split"] == 1
+    assert not UPSTREAM_OF_CROPS & set(jobs), jobs
+
+
+def test_poison_rate_reruns_poisoning_and_after_not_generator_training(demo_run):
+    jobs = planned_jobs(demo_run, "--config", "poison={poison_rate: [0.7]}")
+    assert jobs == {"poison": 2, "generate_fakes": 4, "summarise_poisoning": 1, "all": 1}
+    jobs = planned_jobs(demo_run, "--config", "poison={epsilon: 0.03}")
+    assert jobs == {"poison": 2, "generate_fakes": 4, "summarise_poisoning": 1, "all": 1}
 
 
 def test_negative_margin_is_refused_before_any_job(demo_run):
@@ -113,7 +140,8 @@ def messy_dataset(tmp_path_factory) -> Path:
 
 
 def test_bad_inputs_are_reported_and_the_run_completes(messy_dataset, tmp_path):
-    args = ["--config", "dataset={name: messy, layout: folders}", f"dataset_root={messy_dataset}", "shards=2"]
+    args = ["--config", "dataset={name: messy, layout: folders}", f"dataset_root={messy_dataset}", "shards=2",
+            "--", *(f"results/messy/split/{p}.parquet" for p in "ABC")]
     snakemake(tmp_path, "--cores", "2", *args)
     results = tmp_path / "results" / "messy"
     crops = read_manifests(sorted((results / "crops").glob("*.parquet")))
@@ -140,6 +168,6 @@ def test_bad_inputs_are_reported_and_the_run_completes(messy_dataset, tmp_path):
     shutil.copy(next((messy_dataset / "real").glob("*/clip*.mp4")), new / "clip0.mp4")
     try:
         assert executed_jobs(snakemake(tmp_path, "--cores", "2", *args)) == {
-            "ingest": 1, "extract_frames": 1, "detect_faces": 1, "crop_faces": 1, "split": 1, "all": 1}
+            "ingest": 1, "extract_frames": 1, "detect_faces": 1, "crop_faces": 1, "split": 1}
     finally:
         shutil.rmtree(new)

@@ -93,6 +93,12 @@ def _check_cross_keys(config: dict) -> list[str]:
     if config["dataset"]["layout"] != "demo" and not config.get("dataset_root"):
         problems.append(f"config key 'dataset_root': layout '{config['dataset']['layout']}' needs the "
                         "dataset's root folder (set it with --config dataset_root=/path/to/data)")
+    poison = config.get("poison", {})
+    starts_at_input = sorted({"bim", "fgsm"} & set(poison.get("attacks", [])))
+    if starts_at_input and poison.get("loss") == "mse":
+        problems.append(f"config key 'poison.attacks': {starts_at_input} start at the clean image, where the "
+                        "gradient of the mse loss MSE(G(x+d), G(x)) is zero, so they never move: use pgd "
+                        "(random start) or poison.loss: target")
     return problems
 
 

@@ -22,19 +22,13 @@ import torch
 from facenet_pytorch import MTCNN
 from tqdm import tqdm
 
+from robust_deepfake.devices import resolve_device
 from robust_deepfake.manifest import ATTR_PREFIX, DETECT_COLUMNS, FRAME_COLUMNS, require_columns
 
 log = logging.getLogger(__name__)
 
 Keep = Literal["largest", "most_confident"]
 KEEP_RULES: tuple[str, ...] = ("largest", "most_confident")
-
-
-def resolve_device(device: str) -> torch.device:
-    """'auto' lets one config run on a laptop and on a GPU node without edits."""
-    if device == "auto":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-    return torch.device(device)
 
 
 def build_detector(device: str, min_face_size: int, thresholds: Sequence[float],

@@ -52,6 +52,25 @@ COLUMNS: dict[str, tuple[pa.DataType, str]] = {
     # split
     "group": (pa.string(), "identity group: media linked by any shared identity"),
     "part": (pa.string(), "A (defence model) | B (detector training) | C (validation)"),
+    # poison (split B's real faces)
+    "poisoned": (pa.bool_(), "this face was attacked"),
+    "poisoned_path": (pa.string(), "the face as the attacker left it: the poisoned crop, or face_path if untouched"),
+    "attack": (pa.string(), "attack that made the poisoned crop; null when not poisoned"),
+    "epsilon": (pa.float32(), "L-inf budget on [-1, 1] images; null when not poisoned"),
+    "pert_linf": (pa.float32(), "L-inf of the perturbation actually written"),
+    "pert_l2": (pa.float32(), "L2 norm of the perturbation actually written"),
+    "pert_psnr": (pa.float32(), "PSNR (dB, data range 2) of the poisoned crop against the clean one"),
+    "dist_l1": (pa.float32(), "mean |G(poisoned) - G(clean)| over the generator's conditions"),
+    "dist_l2": (pa.float32(), "MSE of G(poisoned) against G(clean), mean over conditions"),
+    "dist_l0": (pa.float32(), "share of pixels where G(poisoned) and G(clean) differ by > 1/255"),
+    "dist_linf": (pa.float32(), "max |G(poisoned) - G(clean)|, mean over conditions"),
+    "dist_prop": (pa.float32(), "share of conditions whose MSE exceeds 0.05 (its mean is prop_dist)"),
+    # fakes
+    "image_path": (pa.string(), "the face as the detector's trainer has it (poisoned/purified crop, or the fake)"),
+    "generator": (pa.string(), "generator that made this fake"),
+    "real_media_id": (pa.string(), "media_id of the real face the fake was made from"),
+    "condition": (pa.string(), "target identity, attribute, source face or prompt of the fake"),
+    "fake_seed": (pa.int64(), "seed of this fake"),
 }
 
 MEDIA_COLUMNS = ["media_id", "dataset", "path", "kind", "label", "method", "source_id", "target_id",
@@ -60,6 +79,9 @@ FRAME_COLUMNS = MEDIA_COLUMNS + ["frame_idx", "frame_count", "frame_path", "widt
 DETECT_COLUMNS = FRAME_COLUMNS + ["has_face", "n_faces", "box", "landmarks", "confidence"]
 CROP_COLUMNS = DETECT_COLUMNS + ["crop_box", "crop_landmarks", "face_path"]
 SPLIT_COLUMNS = CROP_COLUMNS + ["group", "part"]
+POISON_COLUMNS = SPLIT_COLUMNS + ["poisoned", "poisoned_path", "attack", "epsilon", "pert_linf", "pert_l2",
+                                  "pert_psnr", "dist_l1", "dist_l2", "dist_l0", "dist_linf", "dist_prop"]
+FAKE_COLUMNS = POISON_COLUMNS + ["image_path", "generator", "real_media_id", "condition", "fake_seed"]
 
 ATTR_PREFIX = "attr_"
 

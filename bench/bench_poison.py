@@ -1,0 +1,151 @@
+"""Benchmark: seconds per poisoned face for each attack, on CPU, through the poisoning stage's own
+code path (robust_deepfake.poison.poison_faces: read crop, attack over all conditions, quantise,
+write PNG, measure on the written image).
+
+The generators are the pipeline's own classes (FaceSwapAutoencoder at the demo's settings, the
+official-size StarGANGenerator) with RANDOM weights: the timings are those of the real networks;
+the disruption figures only show that the attack moves the outputs, not how much a trained
+generator is disrupted. Crops are random 8-bit images at the demo's crop size; the generator
+resizes them to its own size and back, as the pipeline's generators do.
+
+bim and fgsm start at the clean image, where the Ruiz et al. MSE loss has a zero gradient, so every
+attack runs with the push-to-black loss ('target'); PGD is also timed with 'mse' (the default).
+
+    .venv/bin/python bench/bench_poison.py [--images 16] [--crop-size 128] [--image-size 64] [--out bench/out]
+
+Writes <out>/poison.md (the Markdown table, also printed) and <out>/poison.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import platform
+import tempfile
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pandas as pd
+import torch
+from torch import nn
+
+from robust_deepfake.disruption import summarise
+from robust_deepfake.models.faceswap_ae import FaceSwapAutoencoder, FaceSwapGenerator
+from robust_deepfake.models.stargan import StarGANFaceGenerator, StarGANGenerator
+from robust_deepfake.poison import poison_faces
+
+log = logging.getLogger("bench_poison")
+
+REPO = Path(__file__).resolve().parents[1]
+RUNS = [("pgd", "mse"), ("pgd", "target"), ("bim", "target"), ("fgsm", "target"), ("gaussian", "target")]
+BATCH_SIZES = [8, 1]
+
+
+def build_generators(args) -> dict[str, object]:
+    """The pipeline's own generator classes at their configured sizes, with RANDOM weights (seeded):
+    the face swap at the demo's settings and the official-size StarGAN (128 px, 6 blocks)."""
+    with torch.random.fork_rng():
+        torch.manual_seed(0)
+        identities = [f"id{k}" for k in range(args.identities)]
+        faceswap = FaceSwapGenerator(FaceSwapAutoencoder(identities, args.image_size, args.channels, 128))
+        stargan = StarGANFaceGenerator(StarGANGenerator(conv_dim=64, c_dim=5, repeat_num=6)).eval()
+    return {"faceswap_ae": faceswap, "stargan": stargan}
+
+
+def n_parameters(generator) -> int:
+    module = generator if isinstance(generator, nn.Module) else generator.model
+    return sum(p.numel() for p in module.parameters())
+
+
+def write_crops(folder: Path, n: int, size: int) -> pd.DataFrame:
+    """n random crops, two frames per fake 'video', as the split's rows would list them."""
+    rng = np.random.default_rng(0)
+    rows = []
+    for k in range(n):
+        media_id = f"real/v{k // 2:03d}.mp4"
+        path = folder / f"{k:04d}.png"
+        cv2.imwrite(str(path), rng.integers(0, 256, (size, size, 3), dtype=np.uint8))
+        rows.append({"media_id": media_id, "frame_idx": k, "label": 0, "face_path": str(path)})
+    return pd.DataFrame(rows)
+
+
+def time_run(rows: pd.DataFrame, name: str, generator, attack: str, loss: str, batch_size: int, args,
+             out_dir: Path) -> dict:
+    common = dict(generator=generator, attack=attack, epsilon=args.epsilon, steps=args.steps,
+                  step_size=args.step_size, loss_kind=loss, batch_size=batch_size, seed=0, out_dir=out_dir)
+    poison_faces(rows.iloc[:batch_size], [True] * batch_size, **common)  # warm-up: first-call allocations
+    start = time.perf_counter()
+    out = poison_faces(rows, [True] * len(rows), **common)
+    seconds = time.perf_counter() - start
+    summary = summarise(out)
+    return {"generator": name, "attack": attack, "loss": loss, "batch_size": batch_size, "images": len(rows),
+            "seconds": round(seconds, 3), "s_per_image": round(seconds / len(rows), 4),
+            "images_per_s": round(len(rows) / seconds, 2),
+            "dist_l2": float(f"{summary['dist_l2']:.3g}"), "prop_dist": round(summary["prop_dist"], 3),
+            "pert_linf": round(summary["pert_linf"], 4), "pert_psnr": round(summary["pert_psnr"], 2)}
+
+
+def markdown(rows: list[dict]) -> str:
+    head = ["generator", "attack", "loss", "batch", "s / image", "images / s", "mean dist_l2", "prop_dist",
+            "pert L-inf", "pert PSNR dB"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * 3 + "---:|" * (len(head) - 3)]
+    for r in rows:
+        lines.append("| " + " | ".join(str(v) for v in [
+            r["generator"], r["attack"], r["loss"], r["batch_size"], r["s_per_image"], r["images_per_s"], r["dist_l2"],
+            r["prop_dist"], r["pert_linf"], r["pert_psnr"]]) + " |")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--images", type=int, default=16)
+    parser.add_argument("--crop-size", type=int, default=128, help="crop side (config crop.size)")
+    parser.add_argument("--image-size", type=int, default=64, help="generator side (faceswap_ae.image_size)")
+    parser.add_argument("--channels", type=int, default=16, help="faceswap_ae.channels (demo: 16)")
+    parser.add_argument("--identities", type=int, default=8, help="face-swap decoders (faceswap_ae.max_identities)")
+    parser.add_argument("--generators", nargs="+", default=["faceswap_ae", "stargan"])
+    parser.add_argument("--epsilon", type=float, default=0.05)
+    parser.add_argument("--steps", type=int, default=10)
+    parser.add_argument("--step-size", type=float, default=0.01)
+    parser.add_argument("--threads", type=int, default=1,
+                        help="torch CPU threads (1: timings on a shared machine vary least)")
+    parser.add_argument("--out", type=Path, default=REPO / "bench" / "out")
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    torch.set_num_threads(args.threads)
+    generators = {k: v for k, v in build_generators(args).items() if k in args.generators}
+
+    load_before = os.getloadavg()
+    results = []
+    with tempfile.TemporaryDirectory() as tmp:
+        crops = write_crops(Path(tmp), args.images, args.crop_size)
+        for name, generator in generators.items():
+            for attack, loss in RUNS:
+                for batch_size in BATCH_SIZES:
+                    results.append(time_run(crops, name, generator, attack, loss, batch_size, args, Path(tmp) / "out"))
+                    log.warning("%s", results[-1])
+
+    table = markdown(results)
+    sizes = ", ".join(f"{name} {n_parameters(g) / 1e6:.2f} M parameters" for name, g in generators.items())
+    load = f"load average {load_before[0]:.1f} before, {os.getloadavg()[0]:.1f} after"
+    context = (f"{args.images} random {args.crop_size} px crops, poisoned end to end by `poison_faces` (read, "
+               f"attack, quantise, write PNG, measure). Generators: the pipeline's classes with RANDOM weights "
+               f"(timing only; disruption figures are not those of trained generators): faceswap_ae at "
+               f"{args.image_size} px, {args.channels} channels, {args.identities} decoders; stargan at 128 px, "
+               f"conv_dim 64, 6 blocks, 5 attributes ({sizes}). Losses sum over every condition. eps {args.epsilon}, "
+               f"{args.steps} steps of {args.step_size} (PGD, BIM); CPU, {args.threads} torch threads, "
+               f"{os.cpu_count()} cores ({load}), {platform.processor() or platform.machine()}.")
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "poison.md").write_text(f"# Poisoning cost per face\n\n{context}\n\n{table}\n")
+    (args.out / "poison.json").write_text(json.dumps(
+        {"context": context, "settings": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
+         "rows": results}, indent=2) + "\n")
+    print(context + "\n\n" + table)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,25 @@
+rule generate_fakes:
+    """Fakes made by one generator from split B's real faces as the trainer has them."""
+    input:
+        reals=f"{RESULTS}/poisoned/{{attack}}/{{rate}}/manifest.parquet",
+        sources=f"{RESULTS}/split/A.parquet",
+        model=fake_generator_model,
+    output:
+        manifest=f"{RESULTS}/fakes/{{generator}}/{{attack}}/{{rate}}/{{purifier}}/manifest.parquet",
+        images=directory(f"{RESULTS}/fakes/{{generator}}/{{attack}}/{{rate}}/{{purifier}}/images"),
+    params:
+        settings=lambda wildcards: config["diffusion"] if wildcards.generator.startswith("sd_") else config.get(wildcards.generator, {}),
+        per_face=config["fakes"]["per_face"],
+        image_format=config["fakes"]["image_format"],
+        seed=config["seed"],
+        device=config["device"],
+        code=code_fingerprint("fakes"),
+    threads: 1
+    log:
+        f"{LOGS}/generate_fakes/{{generator}}_{{attack}}_{{rate}}_{{purifier}}.log",
+    benchmark:
+        f"{BENCHMARKS}/generate_fakes/{{generator}}_{{attack}}_{{rate}}_{{purifier}}.tsv"
+    conda:
+        "../envs/torch.yaml"
+    script:
+        "../workflow_scripts/generate_fakes.py"

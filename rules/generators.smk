@@ -1,0 +1,22 @@
+rule train_generator:
+    """Train a face generator on split A's real faces (variant main), or its grey-box surrogate on
+    half of A's identities with another seed; a configured checkpoint replaces training."""
+    input:
+        faces=f"{RESULTS}/split/A.parquet",
+    output:
+        model=f"{RESULTS}/generators/{{generator}}/{{variant}}/model.pt",
+        history=f"{RESULTS}/generators/{{generator}}/{{variant}}/history.parquet",
+    params:
+        settings=lambda wildcards: config[wildcards.generator],
+        seed=lambda wildcards: config["seed"] + (1 if wildcards.variant == "surrogate" else 0),
+        device=config["device"],
+        code=code_fingerprint("generators"),
+    threads: 1
+    log:
+        f"{LOGS}/train_generator/{{generator}}_{{variant}}.log",
+    benchmark:
+        f"{BENCHMARKS}/train_generator/{{generator}}_{{variant}}.tsv"
+    conda:
+        "../envs/torch.yaml"
+    script:
+        "../workflow_scripts/train_generator.py"

@@ -1,0 +1,41 @@
+"""Snakemake entry point of rule poison; the logic is robust_deepfake.poison."""
+
+from robust_deepfake.logs import log_to_file
+
+log = log_to_file(snakemake.log[0])
+
+import torch  # noqa: E402
+
+from robust_deepfake.atomic import atomic_path  # noqa: E402
+from robust_deepfake.devices import resolve_device  # noqa: E402
+from robust_deepfake.disruption import summarise  # noqa: E402
+from robust_deepfake.generators import load_generator  # noqa: E402
+from robust_deepfake.manifest import POISON_COLUMNS, read_manifest, write_manifest  # noqa: E402
+from robust_deepfake.poison import blank_grid, poison_faces, select_poisoned  # noqa: E402
+from robust_deepfake.seeding import seed_everything  # noqa: E402
+
+torch.set_num_threads(snakemake.threads)
+p = snakemake.params
+attack = snakemake.wildcards.attack
+seed_everything(p.seed)
+device = resolve_device(p.device)
+part_b = read_manifest(snakemake.input.part)
+reals = part_b[part_b["label"] == 0].reset_index(drop=True)
+mask = select_poisoned(reals, p.rate, p.seed)
+log.info("%s at rate %g: %d of %d real faces (%d of %d media) of split B, %s attack on %s",
+         attack, p.rate, int(mask.sum()), len(reals), reals.loc[mask, "media_id"].nunique(), reals["media_id"].nunique(),
+         p.threat, p.generator)
+generator = load_generator(p.generator, snakemake.input.model, p.generator_settings, device)
+poisoned = poison_faces(reals, mask, generator, attack, p.epsilon, p.steps, p.step_size, p.loss, p.batch_size,
+                        p.seed, snakemake.output.crops, device=device, grid_path=snakemake.output.grid)
+if not mask.any():
+    blank_grid(snakemake.output.grid, f"no face poisoned at rate {p.rate:g}")
+write_manifest(poisoned, snakemake.output.manifest, columns=POISON_COLUMNS)
+summary = summarise(poisoned[poisoned["poisoned"]]).to_frame().T
+summary.insert(0, "attack", attack)
+summary.insert(1, "poison_rate", p.rate)
+summary.insert(2, "threat", p.threat)
+summary.insert(3, "generator", p.generator)
+with atomic_path(snakemake.output.summary) as tmp:
+    summary.to_csv(tmp, sep="\t", index=False)
+log.info("summary:\n%s", summary.T.to_string())
