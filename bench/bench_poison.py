@@ -13,7 +13,7 @@ attack runs with the push-to-black loss ('target'); PGD is also timed with 'mse'
 
     .venv/bin/python bench/bench_poison.py [--images 16] [--crop-size 128] [--image-size 64] [--out bench/out]
 
-Writes <out>/poison.md (the Markdown table, also printed) and <out>/poison.json.
+Writes <out>/<name>.md (the Markdown table, also printed) and <out>/<name>.json.
 """
 
 from __future__ import annotations
@@ -108,6 +108,9 @@ def main() -> None:
     parser.add_argument("--channels", type=int, default=16, help="faceswap_ae.channels (demo: 16)")
     parser.add_argument("--identities", type=int, default=8, help="face-swap decoders (faceswap_ae.max_identities)")
     parser.add_argument("--generators", nargs="+", default=["faceswap_ae", "stargan"])
+    parser.add_argument("--batch-sizes", nargs="+", type=int, default=BATCH_SIZES)
+    parser.add_argument("--attacks", nargs="+", default=[a for a, _ in RUNS], help="subset of pgd bim fgsm gaussian")
+    parser.add_argument("--name", default="poison", help="output file stem under --out")
     parser.add_argument("--epsilon", type=float, default=0.05)
     parser.add_argument("--steps", type=int, default=10)
     parser.add_argument("--step-size", type=float, default=0.01)
@@ -124,8 +127,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         crops = write_crops(Path(tmp), args.images, args.crop_size)
         for name, generator in generators.items():
-            for attack, loss in RUNS:
-                for batch_size in BATCH_SIZES:
+            for attack, loss in (run for run in RUNS if run[0] in args.attacks):
+                for batch_size in args.batch_sizes:
                     results.append(time_run(crops, name, generator, attack, loss, batch_size, args, Path(tmp) / "out"))
                     log.warning("%s", results[-1])
 
@@ -140,8 +143,8 @@ def main() -> None:
                f"{args.steps} steps of {args.step_size} (PGD, BIM); CPU, {args.threads} torch threads, "
                f"{os.cpu_count()} cores ({load}), {platform.processor() or platform.machine()}.")
     args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "poison.md").write_text(f"# Poisoning cost per face\n\n{context}\n\n{table}\n")
-    (args.out / "poison.json").write_text(json.dumps(
+    (args.out / f"{args.name}.md").write_text(f"# Poisoning cost per face\n\n{context}\n\n{table}\n")
+    (args.out / f"{args.name}.json").write_text(json.dumps(
         {"context": context, "settings": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
          "rows": results}, indent=2) + "\n")
     print(context + "\n\n" + table)

@@ -9,8 +9,6 @@ import torch
 
 from robust_deepfake.attacks import ATTACKS, bim, fgsm, gaussian_noise, pgd, project, run_attack
 
-torch.set_num_threads(1)
-
 EPS, STEPS, STEP = 0.05, 10, 0.01
 
 

@@ -70,14 +70,6 @@ def _tiny_pipeline_folder(tmp_path, kind: str):
     return folder
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture
 def no_network(monkeypatch):
     """Offline mode plus a socket that refuses to connect: a load that reaches for the hub fails."""

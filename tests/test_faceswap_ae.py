@@ -20,14 +20,6 @@ TINY = {"image_size": 32, "channels": 8, "latent_dim": 16}
 LANDMARKS = np.array([[20, 24], [44, 24], [32, 36], [22, 46], [42, 46]], np.float32)
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def jittered_crops(image: np.ndarray, box: tuple[int, int, int, int], count: int, seed: int) -> list[np.ndarray]:
     """`count` 48 px crops around `box`, shifted and scaled a little: one synthetic identity."""
     import cv2

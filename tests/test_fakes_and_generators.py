@@ -19,14 +19,6 @@ SETTINGS = {"image_size": 32, "channels": 8, "latent_dim": 16, "max_identities":
 LANDMARKS = np.array([22, 26, 42, 26, 32, 36, 24, 46, 40, 46], np.float32)  # in a 64 px crop
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope="module")
 def faces(tmp_path_factory) -> pd.DataFrame:
     """Two crops each of three 'identities' (photographs scikit-image ships), as a split table."""

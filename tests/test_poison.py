@@ -17,8 +17,6 @@ from robust_deepfake.disruption import (DISRUPTION_METRICS, PERTURBATION_METRICS
                                         perturbation_table, summarise)
 from robust_deepfake.poison import LEVEL, POISON_COLUMNS, poison_faces, select_poisoned, to_tensor
 
-torch.set_num_threads(1)
-
 CROP = 24
 
 

@@ -23,14 +23,6 @@ from robust_deepfake.models.stargan import (
 SIZE = 32  # tiny models: conv_dim 8, 2 residual blocks, 32 px
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def _instance_norm(prefix: str, channels: int) -> list[tuple[str, tuple[int, ...]]]:
     """nn.InstanceNorm2d(channels, affine=True, track_running_stats=True) in the reference."""
     return [(f"{prefix}.weight", (channels,)), (f"{prefix}.bias", (channels,)),

@@ -18,7 +18,6 @@ from typing import Literal
 import cv2
 import numpy as np
 import pandas as pd
-import torch
 from facenet_pytorch import MTCNN
 from tqdm import tqdm
 
