@@ -1,6 +1,7 @@
 # Robust deepfake detection under data poisoning: the workflow.
 # Stages, in order: render_demo (demo only) -> ingest -> extract_frames -> detect_faces -> crop_faces -> split
-#   -> train_generator (on A) -> poison (B's reals) -> generate_fakes (from B's reals as the trainer has them).
+#   -> train_generator (on A) -> poison (B's reals) -> train_ddpm / train_adv_generator (on A) -> purify (B's reals)
+#   -> generate_fakes (from B's purified, kept reals).
 # Each stage is rules/<stage>.smk -> workflow_scripts/<stage>.py -> src/robust_deepfake/<module>.py.
 
 from snakemake.utils import min_version
@@ -20,6 +21,8 @@ include: "rules/crop.smk"
 include: "rules/split.smk"
 include: "rules/generators.smk"
 include: "rules/poison.smk"
+include: "rules/defense.smk"
+include: "rules/purify.smk"
 include: "rules/fakes.smk"
 
 

@@ -12,7 +12,7 @@ sys.path.insert(0, SRC)
 # (set, not required from the user: hence no envvars: directive)
 os.environ.update(PYTHONPATH=os.pathsep.join(p for p in (SRC, os.environ.get("PYTHONPATH")) if p))
 
-from robust_deepfake.config import validate_config
+from robust_deepfake.config import PURIFIER_CONFIG_KEYS, validate_config
 from robust_deepfake.fingerprint import code_fingerprint
 from robust_deepfake.ingest import listing_fingerprint, options_from_config
 from robust_deepfake.manifest import shard_digests, shard_name
@@ -32,6 +32,8 @@ INGEST_LAYOUT = "folders" if config["dataset"]["layout"] == "demo" else config["
 ATTACKS = config["poison"]["attacks"]
 RATES = [f"{rate:g}" for rate in config["poison"]["poison_rate"]]
 TRAINABLE_GENERATORS = ["faceswap_ae", "stargan"]
+PURIFIERS = config["purify"]["purifiers"]
+DIFFUSION_PURIFIERS = ["diffpure", "ddpm_reverse"]
 
 
 wildcard_constraints:
@@ -41,7 +43,7 @@ wildcard_constraints:
     variant="main|surrogate",
     attack="pgd|bim|fgsm|gaussian",
     rate=r"[0-9.]+",
-    purifier="none",
+    purifier="|".join(PURIFIERS),
 
 
 def dataset_root():
@@ -98,14 +100,39 @@ def poison_target_model():
 
 
 def fake_generator_model(wildcards):
-    return [generator_model(wildcards.generator)] if wildcards.generator in TRAINABLE_GENERATORS else []
+    """The adversarially trained face swap in the adv_generator scenario, else the trained one."""
+    if wildcards.generator not in TRAINABLE_GENERATORS:
+        return []
+    if wildcards.purifier == "adv_generator" and wildcards.generator == "faceswap_ae":
+        return [f"{RESULTS}/defense/adv_generator/model.pt"]
+    return [generator_model(wildcards.generator)]
+
+
+def purify_generator_model(wildcards):
+    """The generator G of the measures G(purified) vs G(clean): the attacked one, or its
+    adversarially trained version in the adv_generator scenario."""
+    if wildcards.purifier == "adv_generator":
+        return f"{RESULTS}/defense/adv_generator/model.pt"
+    return generator_model(config["poison"]["generator"])
+
+
+def purifier_config(wildcards):
+    """Only the `purify.*` keys this purifier reads (adv_generator purifies nothing), so an edit
+    reruns exactly the scenarios it changes."""
+    purifier = "none" if wildcards.purifier == "adv_generator" else wildcards.purifier
+    return {key: config["purify"][key] for key in PURIFIER_CONFIG_KEYS[purifier].values()}
+
+
+def purify_ddpm_model(wildcards):
+    return [f"{RESULTS}/defense/ddpm/model/unet"] if wildcards.purifier in DIFFUSION_PURIFIERS else []
 
 
 def attack_outputs():
-    """Every fake set and the poisoning summary: generators x attacks x poison rates (no purifier yet)."""
-    return expand(f"{RESULTS}/fakes/{{generator}}/{{attack}}/{{rate}}/none/manifest.parquet",
-                  generator=config["fakes"]["generators"], attack=ATTACKS, rate=RATES) + [
-        f"{RESULTS}/poisoned/summary.tsv"
+    """Every fake set and the summaries: generators x attacks x poison rates x purifiers."""
+    return expand(f"{RESULTS}/fakes/{{generator}}/{{attack}}/{{rate}}/{{purifier}}/manifest.parquet",
+                  generator=config["fakes"]["generators"], attack=ATTACKS, rate=RATES, purifier=PURIFIERS) + [
+        f"{RESULTS}/poisoned/summary.tsv",
+        f"{RESULTS}/purified/summary.tsv",
     ]
 
 

@@ -1,7 +1,8 @@
 rule generate_fakes:
-    """Fakes made by one generator from split B's real faces as the trainer has them."""
+    """Fakes made by one generator from split B's real faces as the trainer has them: purified,
+    and only those the reject step kept."""
     input:
-        reals=f"{RESULTS}/poisoned/{{attack}}/{{rate}}/manifest.parquet",
+        reals=f"{RESULTS}/purified/{{attack}}/{{rate}}/{{purifier}}/manifest.parquet",
         sources=f"{RESULTS}/split/A.parquet",
         model=fake_generator_model,
     output:

@@ -43,4 +43,4 @@ rule summarise_poisoning:
     conda:
         "../envs/media.yaml"
     script:
-        "../workflow_scripts/summarise_poisoning.py"
+        "../workflow_scripts/concat_summaries.py"

@@ -84,6 +84,10 @@ def test_demo_attack_side_outputs(demo_run):
     poisoned = read_manifest(results / "poisoned" / "pgd" / "0.5" / "manifest.parquet")
     share = poisoned.groupby("media_id")["poisoned"].first().mean()
     assert 0.3 <= share <= 0.7, share  # half of B's real media, whole videos at a time
+    purified = pd.read_csv(results / "purified" / "summary.tsv", sep="\t")
+    assert set(purified["purifier"]) == {"none", "diffpure", "adv_generator"}
+    assert (purified.loc[purified["purifier"] == "none", "reject_rate"] == 0).all()
+    assert (purified.loc[purified["purifier"] == "diffpure", "unet_evals_per_image"] == 5).all()  # ddim_steps
     for generator in ("faceswap_ae", "landmark_swap"):
         fakes = read_manifest(results / "fakes" / generator / "pgd" / "0.5" / "none" / "manifest.parquet")
         assert len(fakes) == len(poisoned) and (fakes["label"] == 1).all()
@@ -105,11 +109,19 @@ def test_crop_margin_reruns_cropping_and_dependants_only(demo_run):
     assert not UPSTREAM_OF_CROPS & set(jobs), jobs
 
 
+AFTER_POISON = {"poison": 2, "purify": 6, "generate_fakes": 12, "summarise_poisoning": 1,
+                "summarise_purification": 1, "all": 1}
+
+
 def test_poison_rate_reruns_poisoning_and_after_not_generator_training(demo_run):
-    jobs = planned_jobs(demo_run, "--config", "poison={poison_rate: [0.7]}")
-    assert jobs == {"poison": 2, "generate_fakes": 4, "summarise_poisoning": 1, "all": 1}
-    jobs = planned_jobs(demo_run, "--config", "poison={epsilon: 0.03}")
-    assert jobs == {"poison": 2, "generate_fakes": 4, "summarise_poisoning": 1, "all": 1}
+    assert planned_jobs(demo_run, "--config", "poison={poison_rate: [0.7]}") == AFTER_POISON
+    # the adversarially trained generator learns against the attacker's budget, so it follows epsilon
+    assert planned_jobs(demo_run, "--config", "poison={epsilon: 0.03}") == {**AFTER_POISON, "train_adv_generator": 1}
+
+
+def test_t_star_reruns_diffpure_and_after_not_ddpm_training(demo_run):
+    jobs = planned_jobs(demo_run, "--config", "purify={t_star: 0.2}")
+    assert jobs == {"purify": 2, "generate_fakes": 4, "summarise_purification": 1, "all": 1}
 
 
 def test_negative_margin_is_refused_before_any_job(demo_run):

@@ -20,7 +20,9 @@ name = snakemake.wildcards.generator
 seed_everything(p.seed)
 device = resolve_device(p.device)
 reals = read_manifest(snakemake.input.reals)
-reals["image_path"] = reals["poisoned_path"]  # the trainer only has the faces the attacker left
+log.info("%d of %d real faces passed the reject step", int(reals["kept"].sum()), len(reals))
+reals = reals[reals["kept"]].reset_index(drop=True)
+reals["image_path"] = reals["purified_path"]  # the faces as the attacker left them, then purified
 sources = read_manifest(snakemake.input.sources)
 sources = sources[sources["label"] == 0].reset_index(drop=True)
 generator = load_generator(name, snakemake.input.model[0], p.settings, device) if name in MODEL_GENERATORS else None

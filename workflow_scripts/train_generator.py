@@ -4,13 +4,12 @@ from robust_deepfake.logs import log_to_file
 
 log = log_to_file(snakemake.log[0])
 
-import hashlib  # noqa: E402
-import json  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 import torch  # noqa: E402
 
 from robust_deepfake.atomic import atomic_path  # noqa: E402
+from robust_deepfake.fingerprint import settings_key  # noqa: E402
 from robust_deepfake.generators import check_trainable_data, train_generator, training_faces  # noqa: E402
 from robust_deepfake.manifest import read_manifest  # noqa: E402
 from robust_deepfake.seeding import seed_everything  # noqa: E402
@@ -21,10 +20,7 @@ name, variant = snakemake.wildcards.generator, snakemake.wildcards.variant
 seed_everything(p.seed)
 faces = training_faces(read_manifest(snakemake.input.faces), variant, p.seed)
 check_trainable_data(name, faces, p.settings)
-# resumable state lives beside the model, keyed by the settings, so a killed job resumes and a
-# changed setting starts afresh
-key = hashlib.sha256(json.dumps([p.settings, p.seed], sort_keys=True).encode()).hexdigest()[:12]
-work_dir = Path(snakemake.output.model).parent / "training" / key
+work_dir = Path(snakemake.output.model).parent / "training" / settings_key(p.settings, p.seed)
 history = train_generator(name, faces, p.settings, p.seed, snakemake.output.model, work_dir, p.device)
 with atomic_path(snakemake.output.history) as tmp:
     history.to_parquet(tmp, index=False)

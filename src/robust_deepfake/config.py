@@ -17,6 +17,20 @@ import yaml
 SCHEMA_PATH = Path(__file__).resolve().parents[2] / "config" / "config.schema.json"
 
 
+# Which `purify.*` config keys each purifier reads (setting name -> config key). Here, not in
+# purify.py, so the workflow can pass each purifier only its own keys without importing torch:
+# editing t_star reruns diffpure's scenarios, not jpeg's.
+PURIFIER_CONFIG_KEYS: dict[str, dict[str, str]] = {
+    "none": {},
+    "jpeg": {"quality": "jpeg_quality"},
+    "gaussian_blur": {"sigma": "blur_sigma"},
+    "median": {"kernel": "median_kernel"},
+    "bit_depth": {"bits": "bits"},
+    "diffpure": {"t_star": "t_star", "sampler": "sampler", "ddim_steps": "ddim_steps"},
+    "ddpm_reverse": {"start_step": "reverse_start"},
+}
+
+
 class ConfigError(ValueError):
     """A configuration value the schema (or a cross-key rule) does not allow."""
 

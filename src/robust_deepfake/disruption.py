@@ -133,3 +133,19 @@ def summarise(df: pd.DataFrame) -> pd.Series:
     if "dist_prop" in means:
         out["prop_dist"] = float(means["dist_prop"])
     return pd.Series(out)
+
+
+def generator_disruption(generator: FaceGenerator, reference: torch.Tensor, other: torch.Tensor,
+                         batch_size: int = 16) -> pd.DataFrame:
+    """Per image, how far the generator's outputs for `other` are from its outputs for `reference`
+    (DISRUPTION_METRICS averaged over conditions), in batches: e.g. G(purified) against G(clean),
+    the measure of whether fake generation works again after purification."""
+    tables = []
+    for start in range(0, len(reference), batch_size):
+        with torch.no_grad():
+            ref = generator_outputs(generator, reference[start:start + batch_size])
+            oth = generator_outputs(generator, other[start:start + batch_size])
+        table = per_image(disruption_table(ref, oth))
+        table["image"] += start
+        tables.append(table)
+    return pd.concat(tables, ignore_index=True) if tables else pd.DataFrame(columns=["image"] + DISRUPTION_METRICS)

@@ -10,6 +10,7 @@ not load torch).
 from __future__ import annotations
 
 import ast
+import json
 import hashlib
 from functools import lru_cache
 from pathlib import Path
@@ -74,3 +75,9 @@ def code_fingerprint(module: str) -> str:
         digest.update(name.encode())
         digest.update(_module_file(name).read_bytes())
     return digest.hexdigest()[:12]
+
+
+def settings_key(settings, seed: int) -> str:
+    """A short name for a training run's settings: resumable training state is kept under it, so a
+    killed job resumes and a changed setting starts afresh instead of resuming a different run."""
+    return hashlib.sha256(json.dumps([settings, seed], sort_keys=True, default=str).encode()).hexdigest()[:12]

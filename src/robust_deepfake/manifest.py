@@ -65,6 +65,19 @@ COLUMNS: dict[str, tuple[pa.DataType, str]] = {
     "dist_l0": (pa.float32(), "share of pixels where G(poisoned) and G(clean) differ by > 1/255"),
     "dist_linf": (pa.float32(), "max |G(poisoned) - G(clean)|, mean over conditions"),
     "dist_prop": (pa.float32(), "share of conditions whose MSE exceeds 0.05 (its mean is prop_dist)"),
+    # purify
+    "purifier": (pa.string(), "purifier applied to split B's real faces before fakes were made"),
+    "purified_path": (pa.string(), "the purified crop (8-bit PNG)"),
+    "kept": (pa.bool_(), "the purified face passed the reject step and goes on to fake generation"),
+    "pur_distance": (pa.float32(), "mean |purified - input|: the reject step's measure"),
+    "pur_l2": (pa.float32(), "MSE of the purified face against the clean (unpoisoned) crop"),
+    "pur_psnr": (pa.float32(), "PSNR (dB, data range 2) of the purified face against the clean crop"),
+    "pur_ssim": (pa.float32(), "SSIM of the purified face against the clean crop (8-bit RGB)"),
+    "pdist_l1": (pa.float32(), "mean |G(purified) - G(clean)| over conditions"),
+    "pdist_l2": (pa.float32(), "MSE of G(purified) against G(clean), mean over conditions"),
+    "pdist_l0": (pa.float32(), "share of pixels where G(purified) and G(clean) differ by > 1/255"),
+    "pdist_linf": (pa.float32(), "max |G(purified) - G(clean)|, mean over conditions"),
+    "pdist_prop": (pa.float32(), "share of conditions whose MSE(G(purified), G(clean)) exceeds 0.05"),
     # fakes
     "image_path": (pa.string(), "the face as the detector's trainer has it (poisoned/purified crop, or the fake)"),
     "generator": (pa.string(), "generator that made this fake"),
@@ -81,7 +94,9 @@ CROP_COLUMNS = DETECT_COLUMNS + ["crop_box", "crop_landmarks", "face_path"]
 SPLIT_COLUMNS = CROP_COLUMNS + ["group", "part"]
 POISON_COLUMNS = SPLIT_COLUMNS + ["poisoned", "poisoned_path", "attack", "epsilon", "pert_linf", "pert_l2",
                                   "pert_psnr", "dist_l1", "dist_l2", "dist_l0", "dist_linf", "dist_prop"]
-FAKE_COLUMNS = POISON_COLUMNS + ["image_path", "generator", "real_media_id", "condition", "fake_seed"]
+PURIFY_COLUMNS = POISON_COLUMNS + ["purifier", "purified_path", "kept", "pur_distance", "pur_l2", "pur_psnr",
+                                   "pur_ssim", "pdist_l1", "pdist_l2", "pdist_l0", "pdist_linf", "pdist_prop"]
+FAKE_COLUMNS = PURIFY_COLUMNS + ["image_path", "generator", "real_media_id", "condition", "fake_seed"]
 
 ATTR_PREFIX = "attr_"
 

@@ -1,4 +1,5 @@
-"""Snakemake entry point of rule summarise_poisoning: one table of all poisoning scenarios."""
+"""Snakemake entry point of rules summarise_poisoning and summarise_purification: one table of
+all scenarios, the per-scenario summary.tsv files stacked."""
 
 from robust_deepfake.logs import log_to_file
 

@@ -1,0 +1,45 @@
+rule purify:
+    """Purify every real face of split B as the attacker left it; drop what cannot be repaired."""
+    input:
+        reals=f"{RESULTS}/poisoned/{{attack}}/{{rate}}/manifest.parquet",
+        calibration=f"{RESULTS}/split/A.parquet",
+        generator=purify_generator_model,
+        ddpm=purify_ddpm_model,
+    output:
+        manifest=f"{RESULTS}/purified/{{attack}}/{{rate}}/{{purifier}}/manifest.parquet",
+        crops=directory(f"{RESULTS}/purified/{{attack}}/{{rate}}/{{purifier}}/crops"),
+        summary=f"{RESULTS}/purified/{{attack}}/{{rate}}/{{purifier}}/summary.tsv",
+    params:
+        purifier_config=purifier_config,
+        reject_factor=config["purify"]["reject_factor"],
+        batch_size=config["purify"]["batch_size"],
+        generator=config["poison"]["generator"],
+        generator_settings=config[config["poison"]["generator"]],
+        calibration_faces=32,
+        seed=config["seed"],
+        device=config["device"],
+        code=code_fingerprint("purify"),
+    threads: 1
+    log:
+        f"{LOGS}/purify/{{attack}}_{{rate}}_{{purifier}}.log",
+    benchmark:
+        f"{BENCHMARKS}/purify/{{attack}}_{{rate}}_{{purifier}}.tsv"
+    conda:
+        "../envs/torch.yaml"
+    script:
+        "../workflow_scripts/purify.py"
+
+
+rule summarise_purification:
+    """One table of every scenario: reject rate, quality against clean, disruption before and after."""
+    input:
+        expand(f"{RESULTS}/purified/{{attack}}/{{rate}}/{{purifier}}/summary.tsv", attack=ATTACKS, rate=RATES,
+               purifier=PURIFIERS),
+    output:
+        f"{RESULTS}/purified/summary.tsv",
+    log:
+        f"{LOGS}/summarise_purification.log",
+    conda:
+        "../envs/media.yaml"
+    script:
+        "../workflow_scripts/concat_summaries.py"
