@@ -19,7 +19,6 @@ Writes <out>/<name>.md (the Markdown table, also printed) and <out>/<name>.json.
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import os
 import platform
@@ -33,6 +32,7 @@ import pandas as pd
 import torch
 from torch import nn
 
+from bench_report import write_report
 from robust_deepfake.disruption import summarise
 from robust_deepfake.models.faceswap_ae import FaceSwapAutoencoder, FaceSwapGenerator
 from robust_deepfake.models.stargan import StarGANFaceGenerator, StarGANGenerator
@@ -142,12 +142,7 @@ def main() -> None:
                f"conv_dim 64, 6 blocks, 5 attributes ({sizes}). Losses sum over every condition. eps {args.epsilon}, "
                f"{args.steps} steps of {args.step_size} (PGD, BIM); CPU, {args.threads} torch threads, "
                f"{os.cpu_count()} cores ({load}), {platform.processor() or platform.machine()}.")
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / f"{args.name}.md").write_text(f"# Poisoning cost per face\n\n{context}\n\n{table}\n")
-    (args.out / f"{args.name}.json").write_text(json.dumps(
-        {"context": context, "settings": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
-         "rows": results}, indent=2) + "\n")
-    print(context + "\n\n" + table)
+    write_report(args.out, args.name, "Poisoning cost per face", context, table, results, args)
 
 
 if __name__ == "__main__":

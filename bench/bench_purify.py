@@ -18,7 +18,6 @@ Writes <out>/<name>.md (the Markdown table, also printed) and <out>/<name>.json.
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import os
 import platform
@@ -30,6 +29,7 @@ import numpy as np
 import torch
 from diffusers import DDPMScheduler, UNet2DModel
 
+from bench_report import write_report
 from robust_deepfake.demo import available_identities
 from robust_deepfake.poison import to_tensor
 from robust_deepfake.purify import (DIFFUSION_PURIFIERS, purification_table, purify, resize_images,
@@ -168,12 +168,7 @@ def main() -> None:
                f"{args.crop_size} px around the UNet, whose cost the 'resize only' row shows. PSNR / SSIM are "
                f"of the purified face against its (clean) input. CPU, {args.threads} torch thread(s), "
                f"{os.cpu_count()} cores ({load}), {platform.processor() or platform.machine()}.")
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / f"{args.name}.md").write_text(f"# Purification cost per face\n\n{context}\n\n{table}\n")
-    (args.out / f"{args.name}.json").write_text(json.dumps(
-        {"context": context, "settings": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
-         "rows": results}, indent=2) + "\n")
-    print(context + "\n\n" + table)
+    write_report(args.out, args.name, "Purification cost per face", context, table, results, args)
 
 
 if __name__ == "__main__":

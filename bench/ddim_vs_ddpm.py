@@ -13,13 +13,13 @@ bench/out/ddim_vs_ddpm.{md,json}.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import time
 from pathlib import Path
 
 import torch
 
+from bench_report import write_report
 from robust_deepfake.manifest import read_manifest
 from robust_deepfake.models.ddpm import load_ddpm
 from robust_deepfake.poison import read_crops, to_tensor
@@ -72,10 +72,8 @@ def main() -> None:
     lines += ["| " + " | ".join(str(row[h]) for h in head) + " |" for row in table]
     context = (f"{len(rows)} poisoned faces ({args.attack}, rate {args.rate}) of {args.workdir / results}, diffpure t* {args.t_star:g} "
                f"of T = {scheduler.config.num_train_timesteps}, the run's trained DDPM, CPU, 1 thread.")
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "ddim_vs_ddpm.md").write_text(f"{context}\n\n" + "\n".join(lines) + "\n")
-    (args.out / "ddim_vs_ddpm.json").write_text(json.dumps({"context": context, "rows": table}, indent=2) + "\n")
-    print(context + "\n\n" + "\n".join(lines))
+    write_report(args.out, "ddim_vs_ddpm", "DDIM against the full DDPM reverse process", context, "\n".join(lines),
+                 table, args)
 
 
 if __name__ == "__main__":
