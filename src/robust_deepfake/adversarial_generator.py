@@ -35,8 +35,9 @@ from tqdm import tqdm
 
 from robust_deepfake.attacks import AttackResult, pgd
 from robust_deepfake.disruption import disruption_loss, generator_outputs, image_measures
-from robust_deepfake.models.faceswap_ae import (FaceSwapAutoencoder, FaceSwapGenerator, _identity_indices, _resume,
-                                               _sample_batch, random_warp_pair, reconstruction_loss, save_faceswap)
+from robust_deepfake.models.faceswap_ae import (FaceSwapAutoencoder, FaceSwapGenerator, identity_indices,
+                                               random_warp_pair, reconstruction_loss, resume_training, sample_batch,
+                                               save_faceswap)
 
 log = logging.getLogger(__name__)
 
@@ -133,7 +134,7 @@ def finetune_against_disruption(model: FaceSwapAutoencoder, faces: Sequence[np.n
         raise ValueError(f"need steps >= 0, attack_steps >= 1 and save_every >= 1, got {steps}, {attack_steps}, "
                          f"{save_every}")
     names = [name for name in model.identities if name in present]
-    per_identity = _identity_indices(identities, names)
+    per_identity = identity_indices(identities, names)
     decoder_of = torch.tensor([model.identities.index(name) for name in names])  # batch index -> model's
     device = torch.device(device)
     model.to(device).train().requires_grad_(True)
@@ -142,14 +143,14 @@ def finetune_against_disruption(model: FaceSwapAutoencoder, faces: Sequence[np.n
     step, history = 0, []
     path = Path(checkpoint_dir) / CHECKPOINT_NAME if checkpoint_dir is not None else None
     if path is not None and resume and path.exists():
-        step, history = _resume(path, model, optimizer, generator, device)
+        step, history = resume_training(path, model, optimizer, generator, device)
         log.info("resuming adversarial fine-tuning from %s at step %d", path, step)
 
     conditions = len(model.identities)
     started = time.perf_counter()
     progress = tqdm(range(step, steps), desc="adversarial faceswap_ae", unit="step", initial=step, total=steps)
     for step in progress:
-        images, who = _sample_batch(faces, per_identity, batch_size, model.image_size, generator)
+        images, who = sample_batch(faces, per_identity, batch_size, model.image_size, generator)
         inputs, targets = random_warp_pair(images.to(device), generator)
         who = decoder_of[who].to(device)
         if adversarial_weight:

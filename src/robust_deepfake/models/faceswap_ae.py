@@ -272,14 +272,14 @@ def most_frequent_identities(identities: Sequence[str], count: int) -> list[str]
     return sorted(ranked[:count])
 
 
-def _identity_indices(identities: Sequence[str], names: Sequence[str]) -> list[np.ndarray]:
+def identity_indices(identities: Sequence[str], names: Sequence[str]) -> list[np.ndarray]:
     """Row indices of each identity's faces, in `names` order."""
     labels = np.asarray([str(i) for i in identities])
     return [np.flatnonzero(labels == name) for name in names]
 
 
-def _sample_batch(faces: Sequence[np.ndarray], per_identity: list[np.ndarray], batch_size: int, image_size: int,
-                  generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+def sample_batch(faces: Sequence[np.ndarray], per_identity: list[np.ndarray], batch_size: int, image_size: int,
+                 generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
     """A batch with identities drawn uniformly, then a face of that identity uniformly: each
     decoder trains equally often however unbalanced the faces are. Returns (images, identity index)."""
     who = torch.randint(len(per_identity), (batch_size,), generator=generator)
@@ -316,7 +316,7 @@ def train_faceswap(faces: Sequence[np.ndarray], identities: Sequence[str], *, im
     if len(faces) != len(identities):
         raise ValueError(f"{len(faces)} faces but {len(identities)} identity labels")
     names = sorted({str(i) for i in identities})
-    per_identity = _identity_indices(identities, names)
+    per_identity = identity_indices(identities, names)
     device = torch.device(device)
     with torch.random.fork_rng(devices=[]):  # weight init from `seed`, without touching global state
         torch.manual_seed(seed)
@@ -326,14 +326,14 @@ def train_faceswap(faces: Sequence[np.ndarray], identities: Sequence[str], *, im
     step, history = 0, []
     path = Path(checkpoint_dir) / CHECKPOINT_NAME if checkpoint_dir is not None else None
     if path is not None and resume and path.exists():
-        step, history = _resume(path, model, optimizer, generator, device)
+        step, history = resume_training(path, model, optimizer, generator, device)
         log.info("resuming face swap training from %s at step %d", path, step)
 
     model.train()
     started = time.perf_counter()
     progress = tqdm(range(step, steps), desc="faceswap_ae", unit="step", initial=step, total=steps)
     for step in progress:
-        images, who = _sample_batch(faces, per_identity, batch_size, image_size, generator)
+        images, who = sample_batch(faces, per_identity, batch_size, image_size, generator)
         inputs, targets = random_warp_pair(images.to(device), generator)
         loss = reconstruction_loss(model, inputs, targets, who.to(device))
         optimizer.zero_grad(set_to_none=True)
@@ -401,8 +401,8 @@ def load_faceswap(path: str | Path, device: str | torch.device = "cpu") -> FaceS
     return model.to(device).eval()
 
 
-def _resume(path: Path, model: FaceSwapAutoencoder, optimizer: torch.optim.Optimizer, generator: torch.Generator,
-            device: torch.device) -> tuple[int, list[dict]]:
+def resume_training(path: Path, model: FaceSwapAutoencoder, optimizer: torch.optim.Optimizer,
+                    generator: torch.Generator, device: torch.device) -> tuple[int, list[dict]]:
     """Load a training checkpoint into the fresh model, optimizer and random generator; return
     (step, history). A checkpoint of another model configuration is an error, not silently dropped."""
     payload = _read_checkpoint(path, device)
