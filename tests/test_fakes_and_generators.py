@@ -10,9 +10,10 @@ import pytest
 import skimage.data
 import torch
 
-from robust_deepfake.fakes import fake_seed, generate_fakes, plan_fakes
+from robust_deepfake.fakes import generate_fakes, plan_fakes
 from robust_deepfake.generators import check_trainable_data, load_generator, train_generator, training_faces
 from robust_deepfake.models.faceswap_ae import FaceSwapAutoencoder, save_faceswap
+from robust_deepfake.seeding import item_seed
 
 SETTINGS = {"image_size": 32, "channels": 8, "latent_dim": 16, "max_identities": 8, "steps": 4,
             "batch_size": 4, "lr": 5e-4, "save_every": 2, "checkpoint": None}
@@ -85,7 +86,7 @@ def test_plan_never_swaps_a_face_onto_its_own_identity_and_is_order_free(faces):
     key = ["media_id", "frame_idx", "k"]
     pd.testing.assert_frame_equal(plan.drop(columns="real_index").sort_values(key).reset_index(drop=True),
                                   reversed_plan.drop(columns="real_index").sort_values(key).reset_index(drop=True))
-    assert fake_seed(7, "m", 0, 0) != fake_seed(8, "m", 0, 0)
+    assert item_seed(7, "m", 0, 0) != item_seed(8, "m", 0, 0)
 
 
 @pytest.mark.parametrize("name", ["faceswap_ae", "landmark_swap"])

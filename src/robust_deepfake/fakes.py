@@ -7,7 +7,6 @@ attribute or prompt, and its seed, so a result can always be traced back to its 
 
 from __future__ import annotations
 
-import hashlib
 import logging
 from pathlib import Path
 from typing import Iterator
@@ -25,18 +24,12 @@ from robust_deepfake.landmark_swap import LandmarkSwapGenerator
 from robust_deepfake.manifest import media_slug
 from robust_deepfake.models import FaceGenerator
 from robust_deepfake.models.faceswap_ae import blend_swap, tensor_to_rgb
+from robust_deepfake.seeding import item_seed
 
 log = logging.getLogger(__name__)
 
 MODEL_GENERATORS = ("faceswap_ae", "stargan")
 GENERATORS = MODEL_GENERATORS + ("landmark_swap", "sd_inpaint", "sd_text2img")
-
-
-def fake_seed(seed: int, media_id: str, frame_idx: int, k: int) -> int:
-    """A per-fake seed that does not depend on row order or batching, so adding media to B
-    changes no other fake."""
-    digest = hashlib.sha256(f"{seed}:{media_id}:{frame_idx}:{k}".encode()).digest()
-    return int.from_bytes(digest[:7], "big")
 
 
 def read_bgr(path: str) -> np.ndarray:
@@ -58,7 +51,7 @@ def plan_fakes(reals: pd.DataFrame, conditions: list[str] | None, per_face: int,
     rows = []
     for real in reals.itertuples(index=False):
         for k in range(per_face):
-            s = fake_seed(seed, real.media_id, int(real.frame_idx), k)
+            s = item_seed(seed, real.media_id, int(real.frame_idx), k)
             condition = None
             if conditions:
                 choices = [c for c in conditions if c != real.identity] or list(conditions)

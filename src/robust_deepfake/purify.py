@@ -78,9 +78,9 @@ from tqdm import tqdm
 from robust_deepfake.atomic import write_image
 from robust_deepfake.config import PURIFIER_CONFIG_KEYS
 from robust_deepfake.disruption import DATA_RANGE
-from robust_deepfake.fakes import fake_seed
 from robust_deepfake.manifest import media_slug
 from robust_deepfake.poison import read_crops, to_tensor
+from robust_deepfake.seeding import item_seed
 
 log = logging.getLogger(__name__)
 
@@ -394,7 +394,7 @@ def summarise_purification(table: pd.DataFrame) -> pd.Series:
 def face_generators(seed: int, rows: pd.DataFrame) -> list[torch.Generator]:
     """One generator per face, keyed by the face and not by its batch: a face is purified the same
     way whatever else is in the split."""
-    return [torch.Generator().manual_seed(fake_seed(seed, m, int(f), -1)) for m, f in zip(rows["media_id"], rows["frame_idx"])]
+    return [torch.Generator().manual_seed(item_seed(seed, m, int(f), -1)) for m, f in zip(rows["media_id"], rows["frame_idx"])]
 
 
 def purify_batches(name: str, images: torch.Tensor, rows: pd.DataFrame, settings: Mapping[str, Any], seed: int,

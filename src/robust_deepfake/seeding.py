@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import random
 
@@ -23,3 +24,10 @@ def seed_everything(seed: int) -> np.random.Generator:
     else:
         torch.manual_seed(seed)
     return np.random.default_rng(seed)
+
+
+def item_seed(seed: int, *keys: object) -> int:
+    """A seed for one item (a face, a fake) derived from the run's seed and the item's keys, not
+    from its position: results do not change when other items are added or batches are re-cut."""
+    digest = hashlib.sha256(":".join(str(k) for k in (seed, *keys)).encode()).digest()
+    return int.from_bytes(digest[:7], "big")
