@@ -15,7 +15,8 @@ import torch
 from robust_deepfake.disruption import (DISRUPTION_METRICS, PERTURBATION_METRICS, disruption_loss,
                                         disruption_table, generator_outputs, image_measures, per_image,
                                         perturbation_table, summarise)
-from robust_deepfake.poison import LEVEL, POISON_COLUMNS, poison_faces, select_poisoned, to_tensor
+from robust_deepfake.manifest import POISON_ADDED_COLUMNS
+from robust_deepfake.poison import LEVEL, poison_faces, select_poisoned, to_tensor
 
 CROP = 24
 
@@ -198,7 +199,7 @@ def poison(crops, tmp_path, **overrides):
 
 def test_poison_faces_writes_files_and_columns(crops, tmp_path):
     out = poison(crops, tmp_path, grid_path=tmp_path / "grid.png")
-    assert list(out.columns) == list(crops.columns) + POISON_COLUMNS
+    assert list(out.columns) == list(crops.columns) + POISON_ADDED_COLUMNS
     assert out["poisoned"].tolist() == [True, True, False, True]
     assert out.loc[2, "poisoned_path"] == crops.loc[2, "face_path"]
     assert out.loc[~out["poisoned"], ["attack", "epsilon", "dist_l2", "pert_linf"]].isna().all().all()

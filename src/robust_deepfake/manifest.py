@@ -92,8 +92,9 @@ FRAME_COLUMNS = MEDIA_COLUMNS + ["frame_idx", "frame_count", "frame_path", "widt
 DETECT_COLUMNS = FRAME_COLUMNS + ["has_face", "n_faces", "box", "landmarks", "confidence"]
 CROP_COLUMNS = DETECT_COLUMNS + ["crop_box", "crop_landmarks", "face_path"]
 SPLIT_COLUMNS = CROP_COLUMNS + ["group", "part"]
-POISON_COLUMNS = SPLIT_COLUMNS + ["poisoned", "poisoned_path", "attack", "epsilon", "pert_linf", "pert_l2",
-                                  "pert_psnr", "dist_l1", "dist_l2", "dist_l0", "dist_linf", "dist_prop"]
+POISON_ADDED_COLUMNS = ["poisoned", "poisoned_path", "attack", "epsilon", "pert_linf", "pert_l2", "pert_psnr",
+                        "dist_l1", "dist_l2", "dist_l0", "dist_linf", "dist_prop"]
+POISON_COLUMNS = SPLIT_COLUMNS + POISON_ADDED_COLUMNS
 PURIFY_COLUMNS = POISON_COLUMNS + ["purifier", "purified_path", "kept", "pur_distance", "pur_l2", "pur_psnr",
                                    "pur_ssim", "pdist_l1", "pdist_l2", "pdist_l0", "pdist_linf", "pdist_prop"]
 FAKE_COLUMNS = PURIFY_COLUMNS + ["image_path", "generator", "real_media_id", "condition", "fake_seed"]

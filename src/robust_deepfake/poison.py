@@ -40,7 +40,6 @@ from robust_deepfake.models import FaceGenerator
 log = logging.getLogger(__name__)
 
 LEVEL = 2.0 / 255.0  # one 8-bit step on [-1, 1]
-POISON_COLUMNS = ["poisoned", "poisoned_path", "attack", "epsilon"] + PERTURBATION_METRICS + DISRUPTION_METRICS
 
 
 def select_poisoned(reals: pd.DataFrame, poison_rate: float, seed: int) -> pd.Series:
@@ -65,7 +64,7 @@ def poison_faces(rows: pd.DataFrame, mask, generator: FaceGenerator, attack: str
                  image_format: str = "png", device: str | torch.device = "cpu",
                  grid_path: str | Path | None = None) -> pd.DataFrame:
     """Attack the crops of the rows `mask` selects (a boolean Series aligned on `rows`' index, or
-    an array in row order), write them under `out_dir` and return `rows` with `POISON_COLUMNS`.
+    an array in row order), write them under `out_dir` and return `rows` with manifest.POISON_ADDED_COLUMNS.
 
     Unselected rows keep their crop: `poisoned_path` = `face_path`, null attack and measures.
     Measures per poisoned image are those of disruption.py, averaged over the conditions. An
