@@ -35,3 +35,31 @@ def one_torch_thread():
         return
     torch.set_num_threads(1)
     yield
+
+
+def jittered_crops(image, box: tuple[int, int, int, int], count: int, seed: int) -> list:
+    """`count` 48 px crops around `box`, shifted and scaled a little: one synthetic identity."""
+    import cv2
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    x1, y1, x2, y2 = box
+    crops = []
+    for _ in range(count):
+        side = int((x2 - x1) * rng.uniform(1.1, 1.3))
+        cx = (x1 + x2) // 2 + int(rng.integers(-6, 7))
+        cy = (y1 + y2) // 2 + int(rng.integers(-6, 7))
+        region = image[cy - side // 2:cy + side // 2, cx - side // 2:cx + side // 2]
+        crops.append(cv2.resize(region, (48, 48), interpolation=cv2.INTER_AREA))
+    return crops
+
+
+@pytest.fixture(scope="module")
+def faces() -> tuple[list, list[str]]:
+    """Two synthetic identities from photographs scikit-image ships (the astronaut and the cat),
+    six crops each, for the face-swap tests: no shared data needed."""
+    import skimage.data
+
+    astronaut = jittered_crops(skimage.data.astronaut(), (180, 61, 268, 172), 6, seed=1)
+    cat = jittered_crops(skimage.data.chelsea(), (120, 40, 300, 220), 6, seed=2)
+    return astronaut + cat, ["astronaut"] * 6 + ["cat"] * 6

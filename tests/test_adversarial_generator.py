@@ -9,10 +9,7 @@ from __future__ import annotations
 
 import copy
 
-import cv2
-import numpy as np
 import pytest
-import skimage.data
 import torch
 
 from robust_deepfake import adversarial_generator
@@ -25,26 +22,6 @@ from robust_deepfake.models.faceswap_ae import (FaceSwapAutoencoder, FaceSwapGen
 
 TINY = {"image_size": 32, "channels": 8, "latent_dim": 16}
 EPSILON = 0.05
-
-
-def crops_around(image: np.ndarray, box: tuple[int, int, int, int], count: int, seed: int) -> list[np.ndarray]:
-    """`count` 48 px crops of `box`, each shifted and scaled at random: one synthetic identity."""
-    rng = np.random.default_rng(seed)
-    x1, y1, x2, y2 = box
-    crops = []
-    for _ in range(count):
-        side = int((x2 - x1) * rng.uniform(1.1, 1.3))
-        cx, cy = (x1 + x2) // 2 + int(rng.integers(-6, 7)), (y1 + y2) // 2 + int(rng.integers(-6, 7))
-        region = image[cy - side // 2:cy + side // 2, cx - side // 2:cx + side // 2]
-        crops.append(cv2.resize(region, (48, 48), interpolation=cv2.INTER_AREA))
-    return crops
-
-
-@pytest.fixture(scope="module")
-def faces() -> tuple[list[np.ndarray], list[str]]:
-    astronaut = crops_around(skimage.data.astronaut(), (180, 61, 268, 172), 6, seed=1)
-    cat = crops_around(skimage.data.chelsea(), (120, 40, 300, 220), 6, seed=2)
-    return astronaut + cat, ["astronaut"] * 6 + ["cat"] * 6
 
 
 @pytest.fixture(scope="module")

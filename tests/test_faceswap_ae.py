@@ -10,6 +10,7 @@ import pytest
 import skimage.data
 import torch
 
+from conftest import jittered_crops
 from robust_deepfake.face_mask import landmark_face_mask
 from robust_deepfake.models.faceswap_ae import (CHECKPOINT_NAME, FaceSwapAutoencoder, FaceSwapGenerator,
                                                blend_swap, faces_to_tensor, load_faceswap, most_frequent_identities,
@@ -18,29 +19,6 @@ from robust_deepfake.models.faceswap_ae import (CHECKPOINT_NAME, FaceSwapAutoenc
 
 TINY = {"image_size": 32, "channels": 8, "latent_dim": 16}
 LANDMARKS = np.array([[20, 24], [44, 24], [32, 36], [22, 46], [42, 46]], np.float32)
-
-
-def jittered_crops(image: np.ndarray, box: tuple[int, int, int, int], count: int, seed: int) -> list[np.ndarray]:
-    """`count` 48 px crops around `box`, shifted and scaled a little: one synthetic identity."""
-    import cv2
-
-    rng = np.random.default_rng(seed)
-    x1, y1, x2, y2 = box
-    crops = []
-    for _ in range(count):
-        side = int((x2 - x1) * rng.uniform(1.1, 1.3))
-        cx = (x1 + x2) // 2 + int(rng.integers(-6, 7))
-        cy = (y1 + y2) // 2 + int(rng.integers(-6, 7))
-        region = image[cy - side // 2:cy + side // 2, cx - side // 2:cx + side // 2]
-        crops.append(cv2.resize(region, (48, 48), interpolation=cv2.INTER_AREA))
-    return crops
-
-
-@pytest.fixture(scope="module")
-def faces() -> tuple[list[np.ndarray], list[str]]:
-    astronaut = jittered_crops(skimage.data.astronaut(), (180, 61, 268, 172), 6, seed=1)
-    cat = jittered_crops(skimage.data.chelsea(), (120, 40, 300, 220), 6, seed=2)
-    return astronaut + cat, ["astronaut"] * 6 + ["cat"] * 6
 
 
 def tiny_model(identities=("astronaut", "cat")) -> FaceSwapAutoencoder:
