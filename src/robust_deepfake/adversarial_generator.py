@@ -36,7 +36,7 @@ from tqdm import tqdm
 from robust_deepfake.attacks import AttackResult, pgd
 from robust_deepfake.disruption import disruption_loss, generator_outputs, image_measures
 from robust_deepfake.models.faceswap_ae import (FaceSwapAutoencoder, FaceSwapGenerator, identity_indices,
-                                               random_warp_pair, reconstruction_loss, resume_training, sample_batch,
+                                               random_warp_pair, reconstruction_loss, sample_batch, start_training,
                                                save_faceswap)
 
 log = logging.getLogger(__name__)
@@ -138,13 +138,9 @@ def finetune_against_disruption(model: FaceSwapAutoencoder, faces: Sequence[np.n
     decoder_of = torch.tensor([model.identities.index(name) for name in names])  # batch index -> model's
     device = torch.device(device)
     model.to(device).train().requires_grad_(True)
-    optimizer = torch.optim.Adam(model.parameters(), lr=lr, betas=(0.5, 0.999))
-    generator = torch.Generator().manual_seed(seed)
-    step, history = 0, []
     path = Path(checkpoint_dir) / CHECKPOINT_NAME if checkpoint_dir is not None else None
-    if path is not None and resume and path.exists():
-        step, history = resume_training(path, model, optimizer, generator, device)
-        log.info("resuming adversarial fine-tuning from %s at step %d", path, step)
+    optimizer, generator, step, history = start_training(model, lr=lr, seed=seed, checkpoint=path, resume=resume,
+                                                         device=device, what="adversarial fine-tuning")
 
     conditions = len(model.identities)
     started = time.perf_counter()

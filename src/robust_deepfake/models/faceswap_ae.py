@@ -321,13 +321,9 @@ def train_faceswap(faces: Sequence[np.ndarray], identities: Sequence[str], *, im
     with torch.random.fork_rng(devices=[]):  # weight init from `seed`, without touching global state
         torch.manual_seed(seed)
         model = FaceSwapAutoencoder(names, image_size, channels, latent_dim).to(device)
-    optimizer = torch.optim.Adam(model.parameters(), lr=lr, betas=(0.5, 0.999))
-    generator = torch.Generator().manual_seed(seed)
-    step, history = 0, []
     path = Path(checkpoint_dir) / CHECKPOINT_NAME if checkpoint_dir is not None else None
-    if path is not None and resume and path.exists():
-        step, history = resume_training(path, model, optimizer, generator, device)
-        log.info("resuming face swap training from %s at step %d", path, step)
+    optimizer, generator, step, history = start_training(model, lr=lr, seed=seed, checkpoint=path, resume=resume,
+                                                         device=device, what="face swap training")
 
     model.train()
     started = time.perf_counter()
@@ -399,6 +395,19 @@ def load_faceswap(path: str | Path, device: str | torch.device = "cpu") -> FaceS
                          f"{payload.get('config')}: {exc}") from exc
     _restore_weights(Path(path), model, payload)
     return model.to(device).eval()
+
+
+def start_training(model: FaceSwapAutoencoder, *, lr: float, seed: int, checkpoint: Path | None, resume: bool,
+                   device: torch.device, what: str) -> tuple[torch.optim.Optimizer, torch.Generator, int, list[dict]]:
+    """Adam (beta1 0.5, as the original), the batch RNG, and the step and history to start from:
+    0 and [] or, with `resume` and an existing `checkpoint`, where that run stopped."""
+    optimizer = torch.optim.Adam(model.parameters(), lr=lr, betas=(0.5, 0.999))
+    generator = torch.Generator().manual_seed(seed)
+    step, history = 0, []
+    if checkpoint is not None and resume and checkpoint.exists():
+        step, history = resume_training(checkpoint, model, optimizer, generator, device)
+        log.info("resuming %s from %s at step %d", what, checkpoint, step)
+    return optimizer, generator, step, history
 
 
 def resume_training(path: Path, model: FaceSwapAutoencoder, optimizer: torch.optim.Optimizer,
