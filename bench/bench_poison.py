@@ -32,7 +32,7 @@ import pandas as pd
 import torch
 from torch import nn
 
-from bench_report import write_report
+from bench_report import markdown_table, write_report
 from robust_deepfake.disruption import summarise
 from robust_deepfake.models.faceswap_ae import FaceSwapAutoencoder, FaceSwapGenerator
 from robust_deepfake.models.stargan import StarGANFaceGenerator, StarGANGenerator
@@ -92,12 +92,9 @@ def time_run(rows: pd.DataFrame, name: str, generator, attack: str, loss: str, b
 def markdown(rows: list[dict]) -> str:
     head = ["generator", "attack", "loss", "batch", "s / image", "images / s", "mean dist_l2", "prop_dist",
             "pert L-inf", "pert PSNR dB"]
-    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * 3 + "---:|" * (len(head) - 3)]
-    for r in rows:
-        lines.append("| " + " | ".join(str(v) for v in [
-            r["generator"], r["attack"], r["loss"], r["batch_size"], r["s_per_image"], r["images_per_s"], r["dist_l2"],
-            r["prop_dist"], r["pert_linf"], r["pert_psnr"]]) + " |")
-    return "\n".join(lines)
+    keys = ["generator", "attack", "loss", "batch_size", "s_per_image", "images_per_s", "dist_l2", "prop_dist",
+            "pert_linf", "pert_psnr"]
+    return markdown_table(head, [[r[k] for k in keys] for r in rows], text_columns=3)
 
 
 def main() -> None:

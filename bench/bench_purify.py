@@ -29,7 +29,7 @@ import numpy as np
 import torch
 from diffusers import DDPMScheduler, UNet2DModel
 
-from bench_report import write_report
+from bench_report import markdown_table, write_report
 from robust_deepfake.demo import available_identities
 from robust_deepfake.poison import to_tensor
 from robust_deepfake.purify import (DIFFUSION_PURIFIERS, purification_table, purify, resize_images,
@@ -119,12 +119,9 @@ def resize_row(faces: torch.Tensor, unet_size: int) -> dict:
 
 def markdown(rows: list[dict]) -> str:
     head = ["purifier", "UNet evals / batch", "s / image", "PSNR vs input dB", "SSIM vs input"]
-    lines = ["| " + " | ".join(head) + " |", "|---|" + "---:|" * (len(head) - 1)]
-    for r in rows:
-        cells = [r["purifier"], r["unet_evals_per_batch"], r["s_per_image"],
-                 "—" if r["psnr"] is None else r["psnr"], "—" if r["ssim"] is None else r["ssim"]]
-        lines.append("| " + " | ".join(str(c) for c in cells) + " |")
-    return "\n".join(lines)
+    return markdown_table(head, [[r["purifier"], r["unet_evals_per_batch"], r["s_per_image"],
+                                  "—" if r["psnr"] is None else r["psnr"], "—" if r["ssim"] is None else r["ssim"]]
+                                 for r in rows])
 
 
 def main() -> None:

@@ -17,6 +17,13 @@ def machine(threads: int) -> str:
             f"{platform.processor() or platform.machine()}")
 
 
+def markdown_table(head: list[str], rows: list[list], text_columns: int = 1) -> str:
+    """A Markdown table: the first `text_columns` columns left-aligned, the figures right-aligned."""
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * text_columns + "---:|" * (len(head) - text_columns)]
+    lines += ["| " + " | ".join(str(cell) for cell in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
 def write_report(out: Path, name: str, title: str, context: str, table: str, rows: list[dict],
                  args: Namespace | None = None) -> None:
     """Print the table and write <out>/<name>.md and <out>/<name>.json."""

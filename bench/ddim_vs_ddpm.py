@@ -19,7 +19,7 @@ from pathlib import Path
 
 import torch
 
-from bench_report import write_report
+from bench_report import markdown_table, write_report
 from robust_deepfake.manifest import read_manifest
 from robust_deepfake.models.ddpm import load_ddpm
 from robust_deepfake.poison import read_crops, to_tensor
@@ -68,11 +68,10 @@ def main() -> None:
     for row in table:
         row["l2_vs_ddpm"] = f"{row['l2_to_clean'] / reference - 1:+.1%}"
     head = list(table[0])
-    lines = ["| " + " | ".join(head) + " |", "|---|" + "---:|" * (len(head) - 1)]
-    lines += ["| " + " | ".join(str(row[h]) for h in head) + " |" for row in table]
+    markdown = markdown_table(head, [[row[h] for h in head] for row in table])
     context = (f"{len(rows)} poisoned faces ({args.attack}, rate {args.rate}) of {args.workdir / results}, diffpure t* {args.t_star:g} "
                f"of T = {scheduler.config.num_train_timesteps}, the run's trained DDPM, CPU, 1 thread.")
-    write_report(args.out, "ddim_vs_ddpm", "DDIM against the full DDPM reverse process", context, "\n".join(lines),
+    write_report(args.out, "ddim_vs_ddpm", "DDIM against the full DDPM reverse process", context, markdown,
                  table, args)
 
 
