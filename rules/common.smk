@@ -1,5 +1,6 @@
 # Config validation, paths and input/param functions shared by all rules.
 
+import itertools
 import os
 import sys
 from functools import lru_cache
@@ -34,6 +35,14 @@ RATES = [f"{rate:g}" for rate in config["poison"]["poison_rate"]]
 TRAINABLE_GENERATORS = ["faceswap_ae", "stargan"]
 PURIFIERS = config["purify"]["purifiers"]
 DIFFUSION_PURIFIERS = ["diffpure", "ddpm_reverse"]
+# Neural rules declare `resources: gpu=GPU_PER_JOB`: one GPU each unless the one device setting says
+# cpu. A cluster profile turns it into --gpus; locally `--resources gpu=K` caps concurrent GPU jobs.
+GPU_PER_JOB = 0 if config["device"] == "cpu" else 1
+# One detector per scenario; its path names every setting its result depends on.
+SCENARIO = "{backbone}/{training}/{generator}/{attack}/{rate}/{purifier}"
+# The experiment table and figures of one named study (its grid), so several grids over one
+# dataset keep their own tables while sharing every scenario's detector and evaluation.
+STUDY = f"{RESULTS}/studies/{config['study']}"
 
 
 wildcard_constraints:
@@ -44,6 +53,8 @@ wildcard_constraints:
     attack="pgd|bim|fgsm|gaussian",
     rate=r"[0-9.]+",
     purifier="|".join(PURIFIERS),
+    backbone=r"[A-Za-z0-9_.]+",
+    training="plain|fgsm|pgd",
 
 
 def dataset_root():
@@ -133,10 +144,47 @@ def attack_outputs():
                   generator=config["fakes"]["generators"], attack=ATTACKS, rate=RATES, purifier=PURIFIERS) + [
         f"{RESULTS}/poisoned/summary.tsv",
         f"{RESULTS}/purified/summary.tsv",
+        f"{RESULTS}/fakes/distance.tsv",
     ]
 
 
 def split_outputs():
     return expand(f"{RESULTS}/split/{{part}}.parquet", part=["A", "B", "C"]) + [
         f"{RESULTS}/split/summary.tsv"
+    ]
+
+
+def experiment_scenarios():
+    """The union of the experiment blocks' products, in config order, each once; an axis a block
+    leaves out takes every value its upstream stage makes."""
+    every = {"generator": config["fakes"]["generators"], "attack": ATTACKS, "poison_rate": config["poison"]["poison_rate"],
+             "purifier": PURIFIERS}
+    scenarios = {}
+    for block in config["experiments"]:
+        axes = {**every, **block}
+        for backbone, training, generator, attack, rate, purifier in itertools.product(
+                axes["backbone"], axes["training"], axes["generator"], axes["attack"], axes["poison_rate"],
+                axes["purifier"]):
+            scenario = dict(backbone=backbone, training=training, generator=generator, attack=attack,
+                            rate=f"{float(rate):g}", purifier=purifier)
+            scenarios[tuple(scenario.values())] = scenario
+    return list(scenarios.values())
+
+
+def detector_settings(wildcards):
+    """The detector keys training reads, with only this backbone's pretrained file, so that adding
+    weights for another backbone retrains nothing."""
+    settings = {key: value for key, value in config["detector"].items() if key != "pretrained"}
+    settings["pretrained"] = config["detector"]["pretrained"].get(wildcards.backbone)
+    return settings
+
+
+def test_fake_manifests():
+    return expand(f"{RESULTS}/test_fakes/{{generator}}/manifest.parquet", generator=config["fakes"]["generators"])
+
+
+def experiment_outputs():
+    """Every scenario's evaluation, the experiment table and the report's figures."""
+    return [f"{RESULTS}/evaluation/{SCENARIO.format(**s)}/metrics.parquet" for s in experiment_scenarios()] + [
+        f"{STUDY}/summary.parquet",
     ]

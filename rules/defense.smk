@@ -13,6 +13,8 @@ rule train_ddpm:
         device=config["device"],
         code=code_fingerprint("defense"),
     threads: 1
+    resources:
+        gpu=GPU_PER_JOB,
     log:
         f"{LOGS}/train_ddpm.log",
     benchmark:
@@ -38,6 +40,8 @@ rule train_adv_generator:
         device=config["device"],
         code=code_fingerprint("defense"),
     threads: 1
+    resources:
+        gpu=GPU_PER_JOB,
     log:
         f"{LOGS}/train_adv_generator.log",
     benchmark:

@@ -16,6 +16,8 @@ rule detect_faces:
         keep=config["faces"]["keep"],
         code=code_fingerprint("detect"),
     threads: 1
+    resources:
+        gpu=GPU_PER_JOB,
     log:
         f"{LOGS}/detect_faces/{{shard}}.log",
     benchmark:

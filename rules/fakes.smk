@@ -16,10 +16,42 @@ rule generate_fakes:
         device=config["device"],
         code=code_fingerprint("fakes"),
     threads: 1
+    resources:
+        gpu=GPU_PER_JOB,
     log:
         f"{LOGS}/generate_fakes/{{generator}}_{{attack}}_{{rate}}_{{purifier}}.log",
     benchmark:
         f"{BENCHMARKS}/generate_fakes/{{generator}}_{{attack}}_{{rate}}_{{purifier}}.tsv"
+    conda:
+        "../envs/torch.yaml"
+    script:
+        "../workflow_scripts/generate_fakes.py"
+
+
+rule generate_test_fakes:
+    """The evaluation's fakes: each generator applied to split C's clean real faces, with the
+    clean trained model, so every detector meets every generator's fakes (cross-generator)."""
+    input:
+        reals=f"{RESULTS}/split/C.parquet",
+        sources=f"{RESULTS}/split/A.parquet",
+        model=lambda wildcards: [generator_model(wildcards.generator)] if wildcards.generator in TRAINABLE_GENERATORS else [],
+    output:
+        manifest=f"{RESULTS}/test_fakes/{{generator}}/manifest.parquet",
+        images=directory(f"{RESULTS}/test_fakes/{{generator}}/images"),
+    params:
+        settings=lambda wildcards: config["diffusion"] if wildcards.generator.startswith("sd_") else config.get(wildcards.generator, {}),
+        per_face=config["fakes"]["per_face"],
+        image_format=config["fakes"]["image_format"],
+        seed=config["seed"],
+        device=config["device"],
+        code=code_fingerprint("fakes"),
+    threads: 1
+    resources:
+        gpu=GPU_PER_JOB,
+    log:
+        f"{LOGS}/generate_test_fakes/{{generator}}.log",
+    benchmark:
+        f"{BENCHMARKS}/generate_test_fakes/{{generator}}.tsv"
     conda:
         "../envs/torch.yaml"
     script:

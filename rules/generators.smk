@@ -12,6 +12,8 @@ rule train_generator:
         device=config["device"],
         code=code_fingerprint("generators"),
     threads: 1
+    resources:
+        gpu=GPU_PER_JOB,
     log:
         f"{LOGS}/train_generator/{{generator}}_{{variant}}.log",
     benchmark:

@@ -22,6 +22,8 @@ rule poison:
         device=config["device"],
         code=code_fingerprint("poison"),
     threads: 1
+    resources:
+        gpu=GPU_PER_JOB,
     log:
         f"{LOGS}/poison/{{attack}}_{{rate}}.log",
     benchmark:

@@ -20,6 +20,8 @@ rule purify:
         device=config["device"],
         code=code_fingerprint("purify"),
     threads: 1
+    resources:
+        gpu=GPU_PER_JOB,
     log:
         f"{LOGS}/purify/{{attack}}_{{rate}}_{{purifier}}.log",
     benchmark:

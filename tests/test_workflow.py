@@ -6,10 +6,13 @@ params that make a config edit rerun exactly the stale stages, and bad inputs in
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import cv2
@@ -28,8 +31,8 @@ pytestmark = pytest.mark.slow
 
 
 def snakemake(workdir: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
-    cmd = SNAKEMAKE + ["--snakefile", str(REPO / "Snakefile"), "--directory", str(workdir),
-                       "--configfile", *CONFIGS, *args]
+    snakefile = [] if "--snakefile" in args else ["--snakefile", str(REPO / "Snakefile")]
+    cmd = SNAKEMAKE + [*snakefile, "--directory", str(workdir), "--configfile", *CONFIGS, *args]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=1200)
     if check and proc.returncode != 0:
         raise AssertionError(f"snakemake {' '.join(args)} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
@@ -96,6 +99,21 @@ def test_demo_attack_side_outputs(demo_run):
         assert image.shape == (64, 64, 3)
 
 
+def test_demo_detectors_are_trained_evaluated_and_reported(demo_run):
+    results = demo_run / "results" / "smoke"
+    table = pd.read_parquet(results / "studies" / "demo" / "summary.parquet")
+    assert len(table) == 3 and set(table["training"]) == {"plain", "pgd"}
+    assert set(table["purifier"]) == {"none", "diffpure"} and (table["poison_rate"] == 0.5).all()
+    for column in ("acc", "auc", "eer", "ap", "video_auc", "auc_faceswap_ae", "auc_landmark_swap", "pgd_asr",
+                   "fgsm_asr", "distorted_auc_mean"):
+        assert table[column].between(0, 1).all(), column
+    metrics = pd.read_parquet(next((results / "evaluation").rglob("metrics.parquet")))
+    assert {"clean", "fgsm", "pgd", "GB-1", "GB-5", "VC-1", "VC-5"} == set(metrics["condition"])
+    for figure in ("auc_vs_poison_rate", "roc", "accuracy_vs_distortion", "attack_success"):
+        assert (results / "studies" / "demo" / "report" / f"{figure}.png").stat().st_size > 1000
+    assert "| resnet18 | pgd |" in (results / "studies" / "demo" / "summary.md").read_text()
+
+
 def test_complete_run_plans_nothing(demo_run):
     assert planned_jobs(demo_run) == {}
 
@@ -109,8 +127,10 @@ def test_crop_margin_reruns_cropping_and_dependants_only(demo_run):
     assert not UPSTREAM_OF_CROPS & set(jobs), jobs
 
 
+DETECTORS = {"train_detector": 3, "evaluate_detector": 3, "summarise_experiments": 1}
 AFTER_POISON = {"poison": 2, "purify": 6, "generate_fakes": 12, "summarise_poisoning": 1,
-                "summarise_purification": 1, "all": 1}
+                "summarise_purification": 1, "measure_fakes": 4, "summarise_fake_distance": 1, "all": 1,
+                **DETECTORS}
 
 
 def test_poison_rate_reruns_poisoning_and_after_not_generator_training(demo_run):
@@ -121,7 +141,29 @@ def test_poison_rate_reruns_poisoning_and_after_not_generator_training(demo_run)
 
 def test_t_star_reruns_diffpure_and_after_not_ddpm_training(demo_run):
     jobs = planned_jobs(demo_run, "--config", "purify={t_star: 0.2}")
-    assert jobs == {"purify": 2, "generate_fakes": 4, "summarise_purification": 1, "all": 1}
+    assert jobs == {"purify": 2, "generate_fakes": 4, "summarise_purification": 1, "all": 1,
+                    "measure_fakes": 4, "summarise_fake_distance": 1,
+                    "train_detector": 1, "evaluate_detector": 1, "summarise_experiments": 1}
+
+
+def test_detector_lr_reruns_training_and_evaluation_only(demo_run):
+    assert planned_jobs(demo_run, "--config", "detector={lr: 0.002}") == {**DETECTORS, "all": 1}
+    # an evaluation setting reruns the evaluations, never the training
+    assert planned_jobs(demo_run, "--config", "evaluate={levels: [1, 3]}") == {
+        "evaluate_detector": 3, "summarise_experiments": 1, "all": 1}
+
+
+def test_editing_a_stage_module_reruns_that_stage_and_after(demo_run, tmp_path):
+    """A copy of the workflow whose evaluation module gained one line: only evaluation and the
+    report are stale; the untouched copy plans nothing (so the copy itself changes nothing)."""
+    copy = tmp_path / "workflow"
+    for name in ("Snakefile", "rules", "workflow_scripts", "src", "config", "envs", "report", "profiles"):
+        (shutil.copytree if (REPO / name).is_dir() else shutil.copy)(REPO / name, copy / name)
+    args = ["--snakefile", str(copy / "Snakefile")]
+    assert planned_jobs(demo_run, *args) == {}
+    module = copy / "src" / "robust_deepfake" / "evaluation.py"
+    module.write_text(module.read_text() + "\n# an edit\n")
+    assert planned_jobs(demo_run, *args) == {"evaluate_detector": 3, "summarise_experiments": 1, "all": 1}
 
 
 def test_negative_margin_is_refused_before_any_job(demo_run):
@@ -183,3 +225,50 @@ def test_bad_inputs_are_reported_and_the_run_completes(messy_dataset, tmp_path):
             "ingest": 1, "extract_frames": 1, "detect_faces": 1, "crop_faces": 1, "split": 1}
     finally:
         shutil.rmtree(new)
+
+
+def test_two_runs_with_the_same_seed_give_identical_splits_and_metrics(demo_run, tmp_path):
+    """Reproducibility on CPU: a second complete run of the smoke DAG in another folder gives the
+    same split files and the same poisoning, purification and experiment tables, bit for bit."""
+    snakemake(tmp_path, "--cores", "2")
+    first, second = demo_run / "results" / "smoke", tmp_path / "results" / "smoke"
+    for part in "ABC":
+        a, b = (read_manifest(r / "split" / f"{part}.parquet") for r in (first, second))
+        assert a.drop(columns="path").equals(b.drop(columns="path")), part  # path: absolute, per folder
+    for table in ("poisoned/summary.tsv", "purified/summary.tsv"):
+        a, b = (pd.read_csv(r / table, sep="\t").drop(columns=["seconds_per_image"], errors="ignore")
+                for r in (first, second))
+        pd.testing.assert_frame_equal(a, b, check_exact=True)
+    pd.testing.assert_frame_equal(pd.read_parquet(first / "studies/demo/summary.parquet"),
+                                  pd.read_parquet(second / "studies/demo/summary.parquet"),
+                                  check_exact=True)
+
+
+def test_a_killed_detector_training_resumes_from_its_last_epoch(demo_run):
+    """SIGKILL a training job (the whole Snakemake process group) mid-run, then rerun with
+    --rerun-incomplete: the job resumes after the last saved epoch instead of starting over."""
+    scenario = "resnet18/plain/faceswap_ae/pgd/0.5/none"
+    target = f"results/smoke/detectors/{scenario}/model.pt"
+    args = ["--cores", "1", "--config", "detector={epochs: 60}", "--forcerun", "train_detector", "--", target]
+    log = demo_run / "logs" / "smoke" / "train_detector" / f"{scenario.replace('/', '_')}.log"
+    cmd = SNAKEMAKE + ["--snakefile", str(REPO / "Snakefile"), "--directory", str(demo_run), "--configfile",
+                       *CONFIGS, *args]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 600
+        while not (log.exists() and "INFO robust_deepfake.detector: epoch 3:" in log.read_text()):
+            assert proc.poll() is None, "training ended before it could be killed"
+            assert time.monotonic() < deadline, "training never reached epoch 3"
+            time.sleep(0.2)
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    snakemake(demo_run, "--unlock", *args[2:4])
+    snakemake(demo_run, "--rerun-incomplete", *args[:2], *args[2:4], "--", target)
+    text = log.read_text()
+    resumed = re.search(r"resuming detector training from \S+ after epoch (\d+)", text)
+    assert resumed and int(resumed.group(1)) >= 3, text[-2000:]
+    history = pd.read_parquet(demo_run / f"results/smoke/detectors/{scenario}/history.parquet")
+    assert history["epoch"].tolist() == list(range(1, 61))
+    # back to the suite's config, so that later tests see the complete run they expect
+    snakemake(demo_run, "--cores", "1", "--", target)

@@ -1,4 +1,5 @@
-"""Snakemake entry point of rules summarise_poisoning and summarise_purification: one table of
+"""Snakemake entry point of rules summarise_poisoning, summarise_purification and
+summarise_fake_distance: one table of
 all scenarios, the per-scenario summary.tsv files stacked."""
 
 from robust_deepfake.logs import log_to_file

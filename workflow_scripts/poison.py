@@ -4,6 +4,8 @@ from robust_deepfake.logs import log_to_file
 
 log = log_to_file(snakemake.log[0])
 
+from pathlib import Path  # noqa: E402
+
 import torch  # noqa: E402
 
 from robust_deepfake.atomic import atomic_path  # noqa: E402
@@ -26,6 +28,7 @@ log.info("%s at rate %g: %d of %d real faces (%d of %d media) of split B, %s att
          attack, p.rate, int(mask.sum()), len(reals), reals.loc[mask, "media_id"].nunique(), reals["media_id"].nunique(),
          p.threat, p.generator)
 generator = load_generator(p.generator, snakemake.input.model, p.generator_settings, device)
+Path(snakemake.output.crops).mkdir(parents=True, exist_ok=True)  # a complete output also at rate 0
 poisoned = poison_faces(reals, mask, generator, attack, p.epsilon, p.steps, p.step_size, p.loss, p.batch_size,
                         p.seed, snakemake.output.crops, device=device, grid_path=snakemake.output.grid)
 if not mask.any():

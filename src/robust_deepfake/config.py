@@ -113,6 +113,25 @@ def _check_cross_keys(config: dict) -> list[str]:
         problems.append(f"config key 'poison.attacks': {starts_at_input} start at the clean image, where the "
                         "gradient of the mse loss MSE(G(x+d), G(x)) is zero, so they never move: use pgd "
                         "(random start) or poison.loss: target")
+    return problems + _check_experiments(config)
+
+
+# experiment axis -> (config key of the upstream list it must draw from, how to compare values)
+EXPERIMENT_AXES = {"generator": ("fakes.generators", str), "attack": ("poison.attacks", str),
+                   "poison_rate": ("poison.poison_rate", float), "purifier": ("purify.purifiers", str)}
+
+
+def _check_experiments(config: dict) -> list[str]:
+    """An experiment may only use scenarios the attack and defence stages make, else its detector
+    would wait for fakes no rule produces."""
+    problems = []
+    for i, block in enumerate(config.get("experiments", [])):
+        for axis, (key, kind) in EXPERIMENT_AXES.items():
+            section, name = key.split(".")
+            available = [kind(v) for v in config[section][name]]
+            missing = [v for v in block.get(axis, []) if kind(v) not in available]
+            if missing:
+                problems.append(f"config key 'experiments.{i}.{axis}': {missing} not in '{key}' {available}")
     return problems
 
 

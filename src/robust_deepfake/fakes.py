@@ -44,6 +44,18 @@ def _bgr_to_tensor(images: list[np.ndarray], device: torch.device) -> torch.Tens
     return torch.from_numpy(rgb).permute(0, 3, 1, 2).float().to(device) / 127.5 - 1.0
 
 
+def fake_sources(manifest: pd.DataFrame) -> pd.DataFrame:
+    """The real faces fakes are made from, with `image_path` the face as its user has it: a purified
+    manifest gives the faces the reject step kept, purified (the trainer's); a split manifest its
+    real faces as cropped (the evaluation's, never attacked)."""
+    reals = manifest[manifest["label"] == 0]
+    if "kept" in manifest.columns:
+        reals = reals[reals["kept"].astype(bool)].assign(image_path=reals["purified_path"])
+    else:
+        reals = reals.assign(image_path=reals["face_path"])
+    return reals.reset_index(drop=True)
+
+
 def plan_fakes(reals: pd.DataFrame, conditions: list[str] | None, per_face: int, seed: int) -> pd.DataFrame:
     """One row per fake to make: the real row, k, the seed and (for conditional generators) the
     target condition, drawn by the fake's seed among the conditions that are not the real's own

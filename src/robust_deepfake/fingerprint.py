@@ -19,6 +19,7 @@ PACKAGE = "robust_deepfake"
 PACKAGE_DIR = Path(__file__).resolve().parent
 
 
+@lru_cache(maxsize=None)
 def _module_file(module: str) -> Path | None:
     parts = module.split(".")[1:]
     if not parts:
@@ -28,6 +29,12 @@ def _module_file(module: str) -> Path | None:
         if candidate.is_file():
             return candidate
     return None
+
+
+@lru_cache(maxsize=None)
+def _direct_imports(module: str) -> frozenset[str]:
+    """Read and parse each module once per process: every rule's closure shares manifest.py & co."""
+    return frozenset(_package_imports(module, _module_file(module).read_text()))
 
 
 def _package_imports(module: str, source: str) -> set[str]:
@@ -64,7 +71,7 @@ def module_closure(module: str) -> tuple[str, ...]:
         if path is None:
             raise ModuleNotFoundError(f"no module {name} in {PACKAGE_DIR}")
         seen.add(name)
-        todo.extend(_package_imports(name, path.read_text()) - seen)
+        todo.extend(_direct_imports(name) - seen)
     return tuple(sorted(seen))
 
 

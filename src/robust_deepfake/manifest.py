@@ -97,7 +97,8 @@ POISON_ADDED_COLUMNS = ["poisoned", "poisoned_path", "attack", "epsilon", "pert_
 POISON_COLUMNS = SPLIT_COLUMNS + POISON_ADDED_COLUMNS
 PURIFY_COLUMNS = POISON_COLUMNS + ["purifier", "purified_path", "kept", "pur_distance", "pur_l2", "pur_psnr",
                                    "pur_ssim", "pdist_l1", "pdist_l2", "pdist_l0", "pdist_linf", "pdist_prop"]
-FAKE_COLUMNS = PURIFY_COLUMNS + ["image_path", "generator", "real_media_id", "condition", "fake_seed"]
+FAKE_ADDED_COLUMNS = ["image_path", "generator", "real_media_id", "condition", "fake_seed"]
+FAKE_COLUMNS = PURIFY_COLUMNS + FAKE_ADDED_COLUMNS
 
 ATTR_PREFIX = "attr_"
 

@@ -1,0 +1,25 @@
+rule train_detector:
+    """A detector trained on split B's kept real faces and the fakes made from them, in one
+    scenario of the experiment grid; resumable state lives beside the output, keyed by settings."""
+    input:
+        reals=f"{RESULTS}/purified/{{attack}}/{{rate}}/{{purifier}}/manifest.parquet",
+        fakes=f"{RESULTS}/fakes/{{generator}}/{{attack}}/{{rate}}/{{purifier}}/manifest.parquet",
+    output:
+        model=f"{RESULTS}/detectors/{SCENARIO}/model.pt",
+        history=f"{RESULTS}/detectors/{SCENARIO}/history.parquet",
+    params:
+        settings=detector_settings,
+        seed=config["seed"],
+        device=config["device"],
+        code=code_fingerprint("detector"),
+    threads: 1
+    resources:
+        gpu=GPU_PER_JOB,
+    log:
+        f"{LOGS}/train_detector/{SCENARIO.replace('/', '_')}.log",
+    benchmark:
+        f"{BENCHMARKS}/train_detector/{SCENARIO.replace('/', '_')}.tsv"
+    conda:
+        "../envs/torch.yaml"
+    script:
+        "../workflow_scripts/train_detector.py"

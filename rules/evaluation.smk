@@ -1,0 +1,26 @@
+rule evaluate_detector:
+    """One detector on split C: clean, under FGSM/PGD evasion, under DeeperForensics distortions,
+    against the dataset's own fakes and every generator's test fakes."""
+    input:
+        model=f"{RESULTS}/detectors/{SCENARIO}/model.pt",
+        part=f"{RESULTS}/split/C.parquet",
+        test_fakes=test_fake_manifests(),
+    output:
+        scores=f"{RESULTS}/evaluation/{SCENARIO}/scores.parquet",
+        metrics=f"{RESULTS}/evaluation/{SCENARIO}/metrics.parquet",
+    params:
+        settings=config["evaluate"],
+        seed=config["seed"],
+        device=config["device"],
+        code=code_fingerprint("evaluation"),
+    threads: 1
+    resources:
+        gpu=GPU_PER_JOB,
+    log:
+        f"{LOGS}/evaluate_detector/{SCENARIO.replace('/', '_')}.log",
+    benchmark:
+        f"{BENCHMARKS}/evaluate_detector/{SCENARIO.replace('/', '_')}.tsv"
+    conda:
+        "../envs/torch.yaml"
+    script:
+        "../workflow_scripts/evaluate_detector.py"

@@ -1,0 +1,62 @@
+rule train_feature_extractor:
+    """The fallback feature space of FID/KID when no InceptionV3 weights are configured: a
+    ResNet-18 trained on split A to tell its identities apart."""
+    input:
+        faces=f"{RESULTS}/split/A.parquet",
+    output:
+        model=f"{RESULTS}/fake_distance/identity_resnet18.pt",
+        history=f"{RESULTS}/fake_distance/identity_resnet18_history.parquet",
+    params:
+        settings=config["fake_distance"],
+        seed=config["seed"],
+        code=code_fingerprint("fake_distance"),
+    threads: 1
+    resources:
+        gpu=GPU_PER_JOB,
+    log:
+        f"{LOGS}/train_feature_extractor.log",
+    conda:
+        "../envs/torch.yaml"
+    script:
+        "../workflow_scripts/train_feature_extractor.py"
+
+
+rule measure_fakes:
+    """FID and KID of every purifier's fakes, for one generator, attack and poison rate, against
+    the fakes the same generator makes from clean faces (poison rate 0, no purifier)."""
+    input:
+        fakes=expand(f"{RESULTS}/fakes/{{{{generator}}}}/{{{{attack}}}}/{{{{rate}}}}/{{purifier}}/manifest.parquet",
+                     purifier=PURIFIERS),
+        reference=f"{RESULTS}/fakes/{{generator}}/{{attack}}/0/none/manifest.parquet",
+        extractor=lambda wildcards: [] if config["fake_distance"]["inception_weights"] else
+            [f"{RESULTS}/fake_distance/identity_resnet18.pt"],
+    output:
+        f"{RESULTS}/fakes/{{generator}}/{{attack}}/{{rate}}/distance.tsv",
+    params:
+        purifiers=PURIFIERS,
+        inception_weights=config["fake_distance"]["inception_weights"],
+        seed=config["seed"],
+        code=code_fingerprint("fake_distance"),
+    threads: 1
+    resources:
+        gpu=GPU_PER_JOB,
+    log:
+        f"{LOGS}/measure_fakes/{{generator}}_{{attack}}_{{rate}}.log",
+    conda:
+        "../envs/torch.yaml"
+    script:
+        "../workflow_scripts/measure_fakes.py"
+
+
+rule summarise_fake_distance:
+    input:
+        expand(f"{RESULTS}/fakes/{{generator}}/{{attack}}/{{rate}}/distance.tsv",
+               generator=config["fakes"]["generators"], attack=ATTACKS, rate=RATES),
+    output:
+        f"{RESULTS}/fakes/distance.tsv",
+    log:
+        f"{LOGS}/summarise_fake_distance.log",
+    conda:
+        "../envs/media.yaml"
+    script:
+        "../workflow_scripts/concat_summaries.py"

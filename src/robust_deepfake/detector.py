@@ -1,0 +1,255 @@
+"""Stage train_detector: a deepfake detector trained on split B's real faces and the fakes made
+from them, in one scenario (poison rate, purifier, training fakes' generator, backbone, training
+mode).
+
+Which real faces: the ones the fakes were made from, as the trainer has them after its defence
+(purified and kept by the reject step). Real and fake then share their whole processing history,
+so the detector cannot learn "purification artefacts mean fake" instead of the generator's traces.
+
+Model selection uses a held-out share of split B's *source media* (a real video and every fake
+made from it fall on the same side), never split C: C stays untouched for the evaluation stage.
+
+Training modes: `plain`; `fgsm` and `pgd` adversarial training, where every batch is attacked
+against the current model (PGD updates its iterate at every step, in pixel space, clamped to
+[0, 1], see models/detector.py) and the loss mixes clean and adversarial images; in adversarial
+modes the Lipschitz penalty psi * mean(|d sum F(x) / dx|^z) of the seed is added on the
+adversarial images when psi > 0.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import asdict
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pandas as pd
+import torch
+import torch.nn.functional as F
+from torch.utils.data import DataLoader, Dataset
+from tqdm import tqdm
+
+from robust_deepfake.atomic import atomic_path
+from robust_deepfake.attacks import run_attack
+from robust_deepfake.augmentations import detector_augmentations
+from robust_deepfake.models.detector import DeepfakeDetector, DetectorConfig, read_checkpoint, save_detector
+from robust_deepfake.scoring import detection_metrics
+from robust_deepfake.seeding import item_seed
+
+log = logging.getLogger(__name__)
+
+TRAINING_MODES = ("plain", "fgsm", "pgd")
+
+
+# ---------------------------------------------------------------------------------------------
+# Data
+
+
+def training_set(purified: pd.DataFrame, fakes: pd.DataFrame, scenario: str) -> pd.DataFrame:
+    """Real faces kept by the reject step (label 0) and their fakes (label 1): media_id,
+    source_media_id, image_path, label. An empty class is an error naming the scenario, since a
+    detector trained on one class would report numbers that mean nothing."""
+    reals = purified[purified["kept"].astype(bool)]
+    reals = pd.DataFrame({"media_id": reals["media_id"], "source_media_id": reals["media_id"],
+                          "image_path": reals["purified_path"], "label": 0})
+    fakes = pd.DataFrame({"media_id": fakes["media_id"], "source_media_id": fakes["real_media_id"],
+                          "image_path": fakes["image_path"], "label": 1})
+    if reals.empty or fakes.empty:
+        raise ValueError(f"{scenario}: nothing to train a detector on ({len(reals)} real faces passed the "
+                         f"reject step, {len(fakes)} fakes); lower purify.reject_factor or check the fakes stage")
+    return pd.concat([reals, fakes], ignore_index=True)
+
+
+def holdout_split(faces: pd.DataFrame, fraction: float, seed: int) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(train, validation) by source media, so a real video and its fakes stay together. Each
+    source goes to validation by its own seeded draw, so adding media moves no other media."""
+    sources = faces["source_media_id"].unique()
+    draws = {s: (item_seed(seed, "holdout", s) % 10_000) / 10_000 for s in sources}
+    in_val = faces["source_media_id"].map(draws) < fraction
+    train, val = faces[~in_val], faces[in_val]
+    if fraction > 0 and (val["label"].nunique() < 2 or train["label"].nunique() < 2):
+        log.warning("validation hold-out of %d faces lacks a class; selecting on the training faces instead",
+                    len(val))
+        return faces.reset_index(drop=True), faces.reset_index(drop=True)
+    return train.reset_index(drop=True), val.reset_index(drop=True)
+
+
+def balanced_indices(labels: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Undersample the larger class to the smaller one's size (the seed's class balance), drawn
+    anew each epoch so that every face is seen over the epochs."""
+    by_class = [np.flatnonzero(labels == c) for c in (0, 1)]
+    n = min(len(i) for i in by_class)
+    chosen = np.concatenate([rng.choice(i, size=n, replace=False) for i in by_class])
+    return np.sort(chosen)
+
+
+def read_face_rgb(path: str, size: int) -> np.ndarray:
+    """uint8 RGB (size, size, 3); area interpolation, as a downscale should be."""
+    image = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    if image is None:
+        raise OSError(f"could not read face image {path}")
+    if image.shape[:2] != (size, size):
+        image = cv2.resize(image, (size, size), interpolation=cv2.INTER_AREA)
+    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+
+
+class FaceImages(Dataset):
+    """(pixels float (3, S, S) in [0, 1], label) for rows with image_path and label."""
+
+    def __init__(self, faces: pd.DataFrame, size: int, augment: str = "none") -> None:
+        self.paths = faces["image_path"].tolist()
+        self.labels = faces["label"].to_numpy(dtype=np.float32)
+        self.size = size
+        self.transform = detector_augmentations(augment)
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+        image = torch.from_numpy(read_face_rgb(self.paths[index], self.size)).permute(2, 0, 1).contiguous()
+        return self.transform(image), torch.tensor(self.labels[index])
+
+
+# ---------------------------------------------------------------------------------------------
+# Adversarial training
+
+
+def per_sample_bce(model: DeepfakeDetector, labels: torch.Tensor):
+    """The loss an evasion attack maximises: the detector's BCE on the true labels, per image."""
+    return lambda pixels: F.binary_cross_entropy_with_logits(model(pixels), labels, reduction="none")
+
+
+def adversarial_examples(model: DeepfakeDetector, pixels: torch.Tensor, labels: torch.Tensor, mode: str,
+                         settings: dict, generator: torch.Generator) -> torch.Tensor:
+    """Attack the batch against the model as it is now. BatchNorm is put in eval mode while
+    attacking so that the attack's forward passes do not move its running statistics."""
+    was_training = model.training
+    model.eval()
+    try:
+        result = run_attack(mode, pixels, per_sample_bce(model, labels), settings["epsilon"], settings["steps"],
+                            settings["step_size"], generator=generator, lo=0.0, hi=1.0)
+    finally:
+        model.train(was_training)
+    return result.x_adv.detach()
+
+
+def lipschitz_penalty(model: DeepfakeDetector, pixels: torch.Tensor, z: float) -> torch.Tensor:
+    """mean(|d sum F(x) / dx|^z), differentiable in the weights (create_graph), as the seed's
+    penalty: it flattens the logit around the training images."""
+    pixels = pixels.detach().requires_grad_(True)
+    (grad,) = torch.autograd.grad(model(pixels).sum(), pixels, create_graph=True)
+    return grad.abs().pow(z).mean()
+
+
+def batch_loss(model: DeepfakeDetector, pixels: torch.Tensor, labels: torch.Tensor, mode: str, settings: dict,
+               generator: torch.Generator) -> torch.Tensor:
+    if mode == "plain":
+        return F.binary_cross_entropy_with_logits(model(pixels), labels)
+    adversarial = adversarial_examples(model, pixels, labels, mode, settings, generator)
+    w = settings["clean_weight"]
+    loss = (1 - w) * F.binary_cross_entropy_with_logits(model(adversarial), labels)
+    if w > 0:
+        loss = loss + w * F.binary_cross_entropy_with_logits(model(pixels), labels)
+    if settings["lipschitz_psi"] > 0:
+        loss = loss + settings["lipschitz_psi"] * lipschitz_penalty(model, adversarial, settings["lipschitz_z"])
+    return loss
+
+
+# ---------------------------------------------------------------------------------------------
+# Training loop
+
+
+@torch.no_grad()
+def score_faces(model: DeepfakeDetector, faces: pd.DataFrame, size: int, batch_size: int,
+                device: torch.device) -> np.ndarray:
+    """Probability of fake per row of `faces` (image_path)."""
+    model.eval()
+    loader = DataLoader(FaceImages(faces, size), batch_size=batch_size, shuffle=False)
+    scores = [torch.sigmoid(model(pixels.to(device))).cpu() for pixels, _ in loader]
+    return torch.cat(scores).numpy() if scores else np.zeros(0, dtype=np.float32)
+
+
+def _resume(path: Path, model: DeepfakeDetector, optimizer, scheduler, generator: torch.Generator,
+            device: torch.device) -> tuple[int, float, list[dict]]:
+    """Where an interrupted run stopped: weights, optimizer, schedule, RNGs and history. A state
+    of another model configuration is an error, not silently dropped."""
+    payload = read_checkpoint(path, device)
+    if payload["config"] != asdict(model.config):
+        raise ValueError(f"cannot resume from {path}: it was trained as {payload['config']}, now asked for "
+                         f"{asdict(model.config)}; delete it to start over")
+    state = payload["training"]
+    model.load_state_dict(payload["model"])
+    optimizer.load_state_dict(state["optimizer"])
+    scheduler.load_state_dict(state["scheduler"])
+    generator.set_state(state["rng"].cpu())
+    torch.set_rng_state(state["torch_rng"].cpu())
+    return int(state["epoch"]), float(state["best_auc"]), list(state["history"])
+
+
+def train_detector(train: pd.DataFrame, val: pd.DataFrame, config: DetectorConfig, settings: dict, mode: str, *,
+                   seed: int, out_path: str | Path, work_dir: str | Path, device: torch.device,
+                   pretrained_file: str | None = None) -> pd.DataFrame:
+    """Train, keep the checkpoint with the best validation AUC at `out_path`, return the per-epoch
+    history. State is saved to `work_dir/last.pt` after every epoch; a rerun with the same settings
+    resumes from it (a killed job loses at most one epoch)."""
+    if mode not in TRAINING_MODES:
+        raise ValueError(f"unknown training mode {mode!r}; known: {TRAINING_MODES}")
+    work_dir = Path(work_dir)
+    work_dir.mkdir(parents=True, exist_ok=True)
+    last, best = work_dir / "last.pt", work_dir / "best.pt"
+    model = DeepfakeDetector(config, pretrained_file).to(device)
+    optimizer = torch.optim.Adam(model.parameters(), lr=settings["lr"], weight_decay=settings["weight_decay"])
+    epochs = settings["epochs"]
+    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=epochs)
+    attack_rng = torch.Generator().manual_seed(seed)
+    start, best_auc, history = 0, float("-inf"), []
+    if last.exists():
+        start, best_auc, history = _resume(last, model, optimizer, scheduler, attack_rng, device)
+        log.info("resuming detector training from %s after epoch %d", last, start)
+
+    data = FaceImages(train, config.image_size, settings["augment"])
+    labels = data.labels.astype(int)
+    for epoch in range(start, epochs):
+        began = time.perf_counter()
+        rng = np.random.default_rng(item_seed(seed, "epoch", epoch))
+        indices = balanced_indices(labels, rng) if settings["balance"] else np.arange(len(labels))
+        order = torch.Generator().manual_seed(item_seed(seed, "order", epoch))
+        loader = DataLoader(torch.utils.data.Subset(data, indices.tolist()), batch_size=settings["batch_size"],
+                            shuffle=True, generator=order)
+        model.train()
+        losses = []
+        for pixels, target in tqdm(loader, desc=f"epoch {epoch + 1}/{epochs} ({mode})", unit="batch", leave=False):
+            pixels, target = pixels.to(device), target.to(device)
+            loss = batch_loss(model, pixels, target, mode, settings["adversarial"], attack_rng)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            losses.append(float(loss.detach()))
+        scheduler.step()
+        scores = score_faces(model, val, config.image_size, settings["batch_size"], device)
+        metrics = detection_metrics(val["label"].to_numpy(), scores)
+        # plain floats only: the state is reloaded with weights_only=True, which refuses NumPy scalars
+        row = {"epoch": epoch + 1, "train_loss": float(np.mean(losses)) if losses else float("nan"),
+               "train_images": int(len(indices)), "val_auc": float(metrics["auc"]), "val_acc": float(metrics["acc"]),
+               "val_eer": float(metrics["eer"]), "lr": float(optimizer.param_groups[0]["lr"]),
+               "seconds": time.perf_counter() - began}
+        auc = row["val_auc"] if np.isfinite(row["val_auc"]) else 0.0
+        row["best"] = bool(auc > best_auc)
+        if row["best"]:
+            best_auc = auc
+            save_detector(model, best, extra={"epoch": epoch + 1, "val_auc": row["val_auc"]})
+        history.append(row)
+        log.info("epoch %d: loss %.4f, val AUC %.4f, acc %.3f, %.1f s", epoch + 1, row["train_loss"],
+                 metrics["auc"], metrics["acc"], row["seconds"])
+        save_detector(model, last, extra={"training": _state(optimizer, scheduler, epoch + 1, best_auc, history,
+                                                             attack_rng)})
+    with atomic_path(out_path) as tmp:
+        Path(tmp).write_bytes(best.read_bytes())
+    return pd.DataFrame(history)
+
+
+def _state(optimizer, scheduler, epoch: int, best_auc: float, history: list[dict], generator: torch.Generator) -> dict:
+    return {"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(), "epoch": epoch,
+            "best_auc": best_auc, "history": history, "rng": generator.get_state(), "torch_rng": torch.get_rng_state()}

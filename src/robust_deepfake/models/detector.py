@@ -1,0 +1,117 @@
+"""The deepfake detector: a timm backbone with one logit, wrapped so that it takes pixels.
+
+`DeepfakeDetector` takes RGB images in [0, 1] at any size and resizes and normalises them itself.
+Keeping the normalisation inside the model is what makes adversarial examples right by
+construction: an attack perturbs pixels and clamps them to [0, 1], which *is* the valid range of
+the normalised input (the seed clamps normalised inputs to [0, 1], a range they do not live in),
+and the budgets are in pixel units (1/255 is one grey level) whatever mean/std a backbone uses.
+
+A checkpoint holds the backbone name, input size, normalisation and weights, plain types only,
+so `load_detector` needs nothing but the file (and loads it with weights_only=True).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import timm
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from robust_deepfake.atomic import atomic_path
+
+CHECKPOINT_FORMAT = "robust_deepfake.detector"
+CHECKPOINT_VERSION = 1
+
+
+@dataclass(frozen=True)
+class DetectorConfig:
+    """What a detector is, apart from its weights: enough to rebuild it from a checkpoint."""
+
+    backbone: str = "resnet18"
+    image_size: int = 128
+    mean: tuple[float, float, float] = (0.5, 0.5, 0.5)
+    std: tuple[float, float, float] = (0.5, 0.5, 0.5)
+    drop_rate: float = 0.0
+    extra: dict = field(default_factory=dict)  # timm keyword arguments (e.g. drop_path_rate)
+
+
+class DeepfakeDetector(nn.Module):
+    """Pixels in [0, 1] (N, 3, H, W) -> one logit per image (N,); positive means fake."""
+
+    def __init__(self, config: DetectorConfig, pretrained_file: str | Path | None = None) -> None:
+        super().__init__()
+        self.config = config
+        self.backbone = create_backbone(config, pretrained_file)
+        self.register_buffer("mean", torch.tensor(config.mean, dtype=torch.float32).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(config.std, dtype=torch.float32).view(1, 3, 1, 1), persistent=False)
+
+    def forward(self, pixels: torch.Tensor) -> torch.Tensor:
+        size = self.config.image_size
+        if pixels.shape[-2:] != (size, size):
+            pixels = F.interpolate(pixels, size=(size, size), mode="bilinear", align_corners=False, antialias=True)
+        return self.backbone((pixels - self.mean) / self.std).squeeze(1)
+
+
+def create_backbone(config: DetectorConfig, pretrained_file: str | Path | None = None) -> nn.Module:
+    """timm builds any model it knows by name with a one-logit head. Local weights go through
+    timm's own loader (`pretrained_cfg_overlay=file`), which drops a classifier of another size
+    and reads .safetensors or torch files with weights_only; nothing is ever downloaded."""
+    kwargs = dict(num_classes=1, drop_rate=config.drop_rate, **config.extra)
+    if pretrained_file is None:
+        try:
+            return timm.create_model(config.backbone, pretrained=False, **kwargs)
+        except RuntimeError as exc:  # timm raises RuntimeError for an unknown name
+            raise ValueError(f"timm has no model {config.backbone!r}: {exc}") from None
+    path = Path(pretrained_file)
+    if not path.is_file():
+        raise FileNotFoundError(f"pretrained weights for {config.backbone} not found: {path}")
+    try:
+        return timm.create_model(config.backbone, pretrained=True, pretrained_cfg_overlay={"file": str(path)}, **kwargs)
+    except RuntimeError as exc:
+        raise ValueError(f"{path} does not hold weights of timm model {config.backbone}: {exc}") from None
+
+
+def save_detector(model: DeepfakeDetector, path: str | Path, extra: dict | None = None) -> None:
+    """Write weights and configuration atomically; `extra` adds plain-typed facts (epoch, val AUC)."""
+    payload = {"format": CHECKPOINT_FORMAT, "version": CHECKPOINT_VERSION, "config": asdict(model.config),
+               "model": model.state_dict(), **(extra or {})}
+    with atomic_path(path) as tmp:
+        torch.save(payload, tmp)
+
+
+def read_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> dict:
+    """The payload of a detector checkpoint of this pipeline, with clear errors for anything else."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"detector checkpoint not found: {path}")
+    try:
+        payload = torch.load(path, map_location=device, weights_only=True)
+    except Exception as exc:  # torch raises several types for a corrupt or foreign file
+        raise ValueError(f"detector checkpoint {path} could not be read (corrupt or not a torch file): {exc}") from exc
+    if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:
+        raise ValueError(f"{path} is not a detector checkpoint of this pipeline (format {CHECKPOINT_FORMAT!r} "
+                         "expected; timm weights go to the config's detector.pretrained instead)")
+    if payload.get("version") != CHECKPOINT_VERSION:
+        raise ValueError(f"detector checkpoint {path} has version {payload.get('version')}, "
+                         f"this code reads version {CHECKPOINT_VERSION}")
+    return payload
+
+
+def detector_config(payload: dict) -> DetectorConfig:
+    config = dict(payload["config"])
+    config["mean"], config["std"] = tuple(config["mean"]), tuple(config["std"])
+    return DetectorConfig(**config)
+
+
+def load_detector(path: str | Path, device: str | torch.device = "cpu") -> DeepfakeDetector:
+    """The detector saved at `path`, in eval mode on `device`."""
+    payload = read_checkpoint(path, device)
+    model = DeepfakeDetector(detector_config(payload))
+    try:
+        model.load_state_dict(payload["model"])
+    except RuntimeError as exc:
+        raise ValueError(f"detector checkpoint {path} does not fit its own configuration: {exc}") from exc
+    return model.to(device).eval()

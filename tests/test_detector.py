@@ -1,0 +1,160 @@
+"""Detector training: the training set's rules, adversarial training that moves its input every
+step inside the budget, the Lipschitz penalty, checkpoints, and a resumed run equal to an
+uninterrupted one."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import pandas as pd
+import pytest
+import timm
+import torch
+
+from robust_deepfake import detector as detector_module
+from robust_deepfake.detector import (adversarial_examples, balanced_indices, holdout_split, lipschitz_penalty,
+                                      train_detector, training_set)
+from robust_deepfake.models.detector import DeepfakeDetector, DetectorConfig, load_detector, save_detector
+
+TINY = DetectorConfig(backbone="resnet18", image_size=32)
+SETTINGS = {"epochs": 3, "batch_size": 8, "lr": 1e-3, "weight_decay": 0.0, "augment": "none", "balance": True,
+            "adversarial": {"epsilon": 4 / 255, "step_size": 1 / 255, "steps": 3, "clean_weight": 0.5,
+                            "lipschitz_psi": 10.0, "lipschitz_z": 2.0}}
+
+
+@pytest.fixture(scope="module")
+def faces(tmp_path_factory) -> pd.DataFrame:
+    """Eight source media, two frames each: reals are smooth gradients, fakes carry a bright square."""
+    root = tmp_path_factory.mktemp("faces")
+    rng = np.random.default_rng(0)
+    rows = []
+    for m in range(8):
+        for f in range(2):
+            base = np.clip(np.linspace(40, 200, 48)[None, :, None] + rng.normal(0, 8, (48, 48, 3)), 0, 255)
+            for label in (0, 1):
+                image = base.copy()
+                if label:
+                    image[12:30, 12:30] = 250
+                path = root / f"m{m}_{f}_{label}.png"
+                cv2.imwrite(str(path), image.astype(np.uint8))
+                rows.append({"media_id": f"fake/m{m}" if label else f"m{m}", "source_media_id": f"m{m}",
+                             "image_path": str(path), "label": label})
+    return pd.DataFrame(rows)
+
+
+def test_training_set_uses_kept_purified_reals_and_refuses_an_empty_class():
+    purified = pd.DataFrame({"media_id": ["a", "b"], "purified_path": ["pa", "pb"], "kept": [True, False]})
+    fakes = pd.DataFrame({"media_id": ["g/a"], "real_media_id": ["a"], "image_path": ["fa"]})
+    faces = training_set(purified, fakes, "s")
+    assert faces["image_path"].tolist() == ["pa", "fa"] and faces["label"].tolist() == [0, 1]
+    assert faces["source_media_id"].tolist() == ["a", "a"]
+    with pytest.raises(ValueError, match="scenario-x: nothing to train.*0 real faces passed the reject step"):
+        training_set(purified.assign(kept=False), fakes, "scenario-x")
+
+
+def test_holdout_keeps_a_source_and_its_fakes_together(faces):
+    train, val = holdout_split(faces, 0.25, seed=0)
+    assert len(train) + len(val) == len(faces)
+    assert not set(train["source_media_id"]) & set(val["source_media_id"])
+    assert set(val["label"]) == {0, 1}
+    again, _ = holdout_split(faces, 0.25, seed=0)
+    assert again.equals(train)
+
+
+def test_balanced_indices_undersample_the_larger_class():
+    labels = np.array([0] * 10 + [1] * 3)
+    chosen = balanced_indices(labels, np.random.default_rng(0))
+    assert (labels[chosen] == 0).sum() == 3 and (labels[chosen] == 1).sum() == 3
+
+
+def test_pgd_adversarial_training_moves_the_input_every_step_inside_the_budget():
+    torch.manual_seed(0)
+    model = DeepfakeDetector(TINY)
+    pixels = torch.rand(4, 3, 32, 32)
+    labels = torch.tensor([0.0, 1.0, 0.0, 1.0])
+    seen = []
+    original = model.forward
+
+    def recording_forward(x):
+        seen.append(x.detach().clone())
+        return original(x)
+
+    model.forward = recording_forward
+    adv = adversarial_examples(model, pixels, labels, "pgd", SETTINGS["adversarial"], torch.Generator().manual_seed(0))
+    iterates = seen[:SETTINGS["adversarial"]["steps"]]  # one forward per step, then the final evaluation
+    assert len(seen) == SETTINGS["adversarial"]["steps"] + 1
+    for before, after in zip(iterates, iterates[1:] + [adv]):
+        assert (after - before).abs().max() > 0, "the attack did not move its iterate"
+    assert (adv - pixels).abs().max() <= SETTINGS["adversarial"]["epsilon"] + 1e-6
+    assert adv.min() >= 0 and adv.max() <= 1
+    assert model.training  # restored after attacking in eval mode
+
+
+def test_lipschitz_penalty_is_differentiable_in_the_weights():
+    model = DeepfakeDetector(TINY)
+    penalty = lipschitz_penalty(model, torch.rand(2, 3, 32, 32), z=2.0)
+    assert penalty > 0
+    penalty.backward()
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in model.parameters())
+
+
+def test_checkpoint_round_trip_and_foreign_files(tmp_path):
+    model = DeepfakeDetector(TINY).eval()
+    save_detector(model, tmp_path / "model.pt")
+    loaded = load_detector(tmp_path / "model.pt")
+    x = torch.rand(2, 3, 40, 40)  # any size: the model resizes
+    assert torch.allclose(model(x), loaded(x))
+    torch.save({"weights": 1}, tmp_path / "foreign.pt")
+    with pytest.raises(ValueError, match="not a detector checkpoint"):
+        load_detector(tmp_path / "foreign.pt")
+    with pytest.raises(FileNotFoundError, match="missing.pt"):
+        load_detector(tmp_path / "missing.pt")
+
+
+def test_local_timm_weights_are_loaded_and_the_head_replaced(tmp_path):
+    reference = timm.create_model("resnet18", pretrained=False, num_classes=1000)
+    torch.save(reference.state_dict(), tmp_path / "resnet18.pth")
+    model = DeepfakeDetector(TINY, pretrained_file=tmp_path / "resnet18.pth")
+    assert torch.equal(model.backbone.conv1.weight, reference.conv1.weight)
+    assert model.backbone.fc.out_features == 1
+    with pytest.raises(FileNotFoundError):
+        DeepfakeDetector(TINY, pretrained_file=tmp_path / "nope.pth")
+    with pytest.raises(ValueError, match="timm has no model"):
+        DeepfakeDetector(DetectorConfig(backbone="no_such_net"))
+
+
+def _train(faces, tmp_path, name, mode="plain"):
+    torch.manual_seed(0)
+    train, val = holdout_split(faces, 0.25, seed=0)
+    return train_detector(train, val, TINY, SETTINGS, mode, seed=0, out_path=tmp_path / f"{name}.pt",
+                          work_dir=tmp_path / f"{name}_work", device=torch.device("cpu"))
+
+
+def test_training_learns_and_a_killed_run_resumes_to_the_same_weights(faces, tmp_path, monkeypatch):
+    history = _train(faces, tmp_path, "straight")
+    assert history["epoch"].tolist() == [1, 2, 3]
+    assert history["val_auc"].max() > 0.9  # the bright square is easy to see
+
+    calls = {"n": 0}
+    real_score = detector_module.score_faces
+
+    def dying_score(*args, **kwargs):  # the job is killed during epoch 2's validation
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise KeyboardInterrupt
+        return real_score(*args, **kwargs)
+
+    monkeypatch.setattr(detector_module, "score_faces", dying_score)
+    with pytest.raises(KeyboardInterrupt):
+        _train(faces, tmp_path, "resumed")
+    monkeypatch.setattr(detector_module, "score_faces", real_score)
+    resumed = _train(faces, tmp_path, "resumed")
+    assert resumed["epoch"].tolist() == [1, 2, 3]
+    a, b = load_detector(tmp_path / "straight.pt"), load_detector(tmp_path / "resumed.pt")
+    for (name, p), q in zip(a.state_dict().items(), b.state_dict().values()):
+        assert torch.equal(p, q), name
+
+
+def test_pgd_training_runs_and_records_each_epoch(faces, tmp_path):
+    history = _train(faces, tmp_path, "pgd", mode="pgd")
+    assert len(history) == 3 and np.isfinite(history["train_loss"]).all()

@@ -1,0 +1,109 @@
+"""Evaluation on split C and the experiment report: the test set's composition, every condition
+scored for real and fake alike, attacks that lower the detector's confidence, and the table and
+figures built from metrics."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from robust_deepfake.evaluation import ALL_FAKES, conditions, evaluation_faces, metrics_table, score_all
+from robust_deepfake.models.detector import DeepfakeDetector, DetectorConfig
+from robust_deepfake.report import experiment_table, markdown, plot_attack_success, plot_auc_vs_rate, plot_distortions, plot_roc
+
+SETTINGS = {"batch_size": 8, "threshold": 0.5, "attacks": ["fgsm", "pgd"], "fgsm": {"epsilon": 8 / 255},
+            "pgd": {"epsilon": 8 / 255, "step_size": 2 / 255, "steps": 5}, "distortions": ["GB", "CS"],
+            "levels": [1, 5]}
+
+
+@pytest.fixture(scope="module")
+def split_c(tmp_path_factory):
+    """Two real videos of two frames, a dataset fake, and one generator's test fakes."""
+    root = tmp_path_factory.mktemp("c")
+    rng = np.random.default_rng(1)
+
+    def image(name):
+        path = root / f"{name}.png"
+        cv2.imwrite(str(path), rng.integers(0, 255, (48, 48, 3), dtype=np.uint8))
+        return str(path)
+
+    part = pd.DataFrame({"media_id": ["r1", "r1", "r2", "r2", "df1"], "frame_idx": [0, 1, 0, 1, 0],
+                         "label": [0, 0, 0, 0, 1], "method": ["real"] * 4 + ["Deepfakes"],
+                         "face_path": [image(f"c{i}") for i in range(5)]})
+    made = pd.DataFrame({"media_id": ["faceswap_ae/r1", "faceswap_ae/r1"], "frame_idx": [0, 1], "label": [1, 1],
+                         "generator": "faceswap_ae", "image_path": [image("f0"), image("f1")]})
+    return part, made
+
+
+def test_test_set_has_reals_dataset_fakes_and_generated_fakes(split_c):
+    faces = evaluation_faces(*[split_c[0], [split_c[1]]])
+    assert faces.groupby("test_set")["label"].agg(list).to_dict() == {
+        "Deepfakes": [1], "faceswap_ae": [1, 1], "real": [0, 0, 0, 0]}
+    with pytest.raises(ValueError, match="one class"):
+        evaluation_faces(split_c[0][split_c[0]["label"] == 0], [])
+
+
+def test_every_condition_is_scored_and_summarised(split_c):
+    torch.manual_seed(0)
+    model = DeepfakeDetector(DetectorConfig(image_size=32)).eval()
+    faces = evaluation_faces(split_c[0], [split_c[1]])
+    scores = score_all(model, faces, SETTINGS, seed=0, size=32, device=torch.device("cpu"))
+    names = [c for c, _, _ in conditions(SETTINGS)]
+    assert names == ["clean", "fgsm", "pgd", "GB-1", "GB-5", "CS-1", "CS-5"]
+    assert scores.groupby("condition").size().to_dict() == {n: len(faces) for n in names}
+    clean = scores[scores["condition"] == "clean"]["score"].to_numpy()
+    pgd = scores[scores["condition"] == "pgd"]["score"].to_numpy()
+    labels = faces["label"].to_numpy()
+    # each image is pushed away from its label: fakes' scores fall, reals' rise
+    assert (pgd[labels == 1] < clean[labels == 1]).all() and (pgd[labels == 0] > clean[labels == 0]).all()
+
+    again = score_all(model, faces, SETTINGS, seed=0, size=32, device=torch.device("cpu"))
+    assert np.array_equal(again["score"].to_numpy(), scores["score"].to_numpy())
+
+    metrics = metrics_table(scores, 0.5)
+    assert set(metrics["test_set"]) == {"Deepfakes", "faceswap_ae", ALL_FAKES}
+    assert set(metrics["unit"]) == {"frame", "video"}
+    frame_pgd = metrics[(metrics["condition"] == "pgd") & (metrics["unit"] == "frame") & (metrics["test_set"] == ALL_FAKES)]
+    assert 0 <= frame_pgd["asr"].iloc[0] <= 1 and frame_pgd["n_fake"].iloc[0] == 3
+    video_clean = metrics[(metrics["condition"] == "clean") & (metrics["unit"] == "video") & (metrics["test_set"] == ALL_FAKES)]
+    assert video_clean["n"].iloc[0] == 4  # r1, r2, df1, faceswap_ae/r1
+
+
+def _metrics(auc: float, asr: float) -> pd.DataFrame:
+    rows = []
+    for test_set_name in (ALL_FAKES, "faceswap_ae"):
+        for unit in ("frame", "video"):
+            rows.append({"test_set": test_set_name, "condition": "clean", "kind": "clean", "level": 0, "unit": unit,
+                         "acc": auc, "auc": auc, "eer": 1 - auc, "ap": auc})
+            rows.append({"test_set": test_set_name, "condition": "pgd", "kind": "pgd", "level": 0, "unit": unit,
+                         "acc": 0.5, "auc": 0.5, "eer": 0.5, "ap": 0.5, "asr": asr, "robust_acc": 0.5})
+            rows.append({"test_set": test_set_name, "condition": "GB-1", "kind": "GB", "level": 1, "unit": unit,
+                         "acc": auc - 0.1, "auc": auc - 0.1, "eer": 0.3, "ap": 0.6})
+    return pd.DataFrame(rows)
+
+
+def test_experiment_table_and_figures(tmp_path):
+    scenarios = [dict(backbone="resnet18", training=t, generator="faceswap_ae", attack="pgd", poison_rate=r,
+                      purifier=p) for t, r, p in [("plain", 0.0, "none"), ("plain", 0.5, "none"),
+                                                   ("plain", 0.5, "diffpure"), ("pgd", 0.0, "none")]]
+    metrics = [_metrics(a, s) for a, s in [(0.9, 0.8), (0.7, 0.8), (0.85, 0.7), (0.88, 0.2)]]
+    history = pd.DataFrame({"epoch": [1, 2], "train_images": [10, 10], "val_auc": [0.6, 0.8], "best": [True, True]})
+    purified = [pd.Series({"reject_rate": 0.1, "mse_g_purified": 0.01})] * 4
+    table = experiment_table(scenarios, metrics, [history] * 4, purified)
+    assert len(table) == 4 and table["best_epoch"].eq(2).all()
+    row = table[(table["training"] == "pgd")].iloc[0]
+    assert row["auc"] == 0.88 and row["pgd_asr"] == 0.2 and row["auc_faceswap_ae"] == 0.88
+    assert row["distorted_auc_mean"] == pytest.approx(0.78)
+    text = markdown(table)
+    assert text.count("\n") == 6 and "| pgd |" in text
+    paths = [tmp_path / f"{n}.png" for n in ("rate", "roc", "dist", "asr")]
+    plot_auc_vs_rate(table, paths[0])
+    scores = pd.DataFrame({"condition": "clean", "label": [0, 1, 0, 1], "score": [0.1, 0.9, 0.4, 0.3]})
+    plot_roc([scores], ["one"], paths[1])
+    plot_distortions(metrics, ["a", "b", "c", "d"], paths[2])
+    plot_attack_success(table, paths[3])
+    for path in paths:
+        assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

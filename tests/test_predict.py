@@ -1,0 +1,69 @@
+"""`robust-deepfake predict` as a user runs it: a shared real video, a face-less image, a folder,
+and the errors for a missing checkpoint or path."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import cv2
+import numpy as np
+import pytest
+import torch
+
+from robust_deepfake.models.detector import DeepfakeDetector, DetectorConfig, save_detector
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory):
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp("detector") / "model.pt"
+    save_detector(DeepfakeDetector(DetectorConfig(image_size=32)), path)
+    return path
+
+
+def predict(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "robust_deepfake.cli", "predict", *args], capture_output=True,
+                          text=True, timeout=300)
+
+
+def test_predict_scores_each_face_of_a_real_video_and_the_video(shared_data, checkpoint):
+    video = shared_data / "real_videos" / "WDA_KatieHill_000.mp4"
+    proc = predict(str(video), "--checkpoint", str(checkpoint), "--frames", "4", "--json")
+    assert proc.returncode == 0, proc.stderr
+    (media,) = json.loads(proc.stdout)["media"]
+    assert media["kind"] == "video" and media["error"] is None
+    assert 1 <= len(media["faces"]) <= 4
+    probabilities = [f["probability"] for f in media["faces"]]
+    assert all(0 <= p <= 1 for p in probabilities)
+    assert media["probability_fake"] == pytest.approx(np.mean(probabilities))
+    text = predict(str(video), "--checkpoint", str(checkpoint), "--frames", "4")
+    assert f"{video}: probability of fake" in text.stdout and "frame" in text.stdout
+
+
+def test_predict_says_clearly_when_an_image_has_no_face(tmp_path, checkpoint):
+    image = tmp_path / "wall.png"
+    cv2.imwrite(str(image), np.tile(np.linspace(0, 255, 200, dtype=np.uint8)[None, :, None], (150, 1, 3)))
+    proc = predict(str(image), "--checkpoint", str(checkpoint))
+    assert proc.returncode == 1
+    assert f"{image}: no face found in the image" in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+def test_predict_a_folder_scores_what_it_can(shared_data, tmp_path, checkpoint):
+    photo = sorted((shared_data / "face_photos" / "identities").rglob("*.jpg"))[0]
+    (tmp_path / "photo.jpg").write_bytes(photo.read_bytes())
+    (tmp_path / "broken.mp4").write_bytes(b"not a video")
+    proc = predict(str(tmp_path), "--checkpoint", str(checkpoint), "--json")
+    media = {m["path"].rsplit("/", 1)[-1]: m for m in json.loads(proc.stdout)["media"]}
+    assert proc.returncode == 1  # one media could not be scored
+    assert media["photo.jpg"]["probability_fake"] is not None
+    assert "not a readable video" in media["broken.mp4"]["error"]
+
+
+def test_predict_usage_errors_name_the_problem(tmp_path, checkpoint):
+    missing = predict(str(tmp_path / "nothing.mp4"), "--checkpoint", str(checkpoint))
+    assert missing.returncode == 2 and "nothing.mp4: no such file or folder" in missing.stderr
+    no_model = predict(str(tmp_path), "--checkpoint", str(tmp_path / "none.pt"))
+    assert no_model.returncode == 2 and "detector checkpoint not found" in no_model.stderr
