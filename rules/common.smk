@@ -32,6 +32,9 @@ INGEST_LAYOUT = "folders" if config["dataset"]["layout"] == "demo" else config["
 
 ATTACKS = config["poison"]["attacks"]
 RATES = [f"{rate:g}" for rate in config["poison"]["poison_rate"]]
+# At poison rate 0 nothing is attacked: the clean scenario exists once, under the attack name
+# "none", instead of once per configured attack.
+CLEAN_ATTACK = "none"
 TRAINABLE_GENERATORS = ["faceswap_ae", "stargan"]
 PURIFIERS = config["purify"]["purifiers"]
 DIFFUSION_PURIFIERS = ["diffpure", "ddpm_reverse"]
@@ -50,7 +53,7 @@ wildcard_constraints:
     part="A|B|C",
     generator="|".join(config["fakes"]["generators"] + TRAINABLE_GENERATORS),
     variant="main|surrogate",
-    attack="pgd|bim|fgsm|gaussian",
+    attack="pgd|bim|fgsm|gaussian|none",
     rate=r"[0-9.]+",
     purifier="|".join(PURIFIERS),
     backbone=r"[A-Za-z0-9_.]+",
@@ -119,6 +122,19 @@ def fake_generator_model(wildcards):
     return [generator_model(wildcards.generator)]
 
 
+def fake_generation_params():
+    """The params of both fake-making rules (training fakes and test fakes): one list to edit."""
+    return dict(
+        settings=lambda wildcards: config["diffusion"] if wildcards.generator.startswith("sd_") else
+            config.get(wildcards.generator, {}),
+        per_face=config["fakes"]["per_face"],
+        image_format=config["fakes"]["image_format"],
+        seed=config["seed"],
+        device=config["device"],
+        code=code_fingerprint("fakes"),
+    )
+
+
 def purify_generator_model(wildcards):
     """The generator G of the measures G(purified) vs G(clean): the attacked one, or its
     adversarially trained version in the adv_generator scenario."""
@@ -138,10 +154,21 @@ def purify_ddpm_model(wildcards):
     return [f"{RESULTS}/defense/ddpm/model/unet"] if wildcards.purifier in DIFFUSION_PURIFIERS else []
 
 
+def scenario_attack(attack, rate):
+    return CLEAN_ATTACK if float(rate) == 0 else attack
+
+
+def poisoning_paths(pattern, **wildcards):
+    """`pattern` expanded over the poisoning scenarios (attack x poison rate, the clean one once)
+    and the other `wildcards` lists."""
+    pairs = dict.fromkeys((scenario_attack(attack, rate), rate) for attack in ATTACKS for rate in RATES)
+    return [path for attack, rate in pairs for path in expand(pattern, attack=attack, rate=rate, **wildcards)]
+
+
 def attack_outputs():
-    """Every fake set and the summaries: generators x attacks x poison rates x purifiers."""
-    return expand(f"{RESULTS}/fakes/{{generator}}/{{attack}}/{{rate}}/{{purifier}}/manifest.parquet",
-                  generator=config["fakes"]["generators"], attack=ATTACKS, rate=RATES, purifier=PURIFIERS) + [
+    """Every fake set and the summaries: generators x poisoning scenarios x purifiers."""
+    return poisoning_paths(f"{RESULTS}/fakes/{{generator}}/{{attack}}/{{rate}}/{{purifier}}/manifest.parquet",
+                           generator=config["fakes"]["generators"], purifier=PURIFIERS) + [
         f"{RESULTS}/poisoned/summary.tsv",
         f"{RESULTS}/purified/summary.tsv",
         f"{RESULTS}/fakes/distance.tsv",
@@ -165,8 +192,8 @@ def experiment_scenarios():
         for backbone, training, generator, attack, rate, purifier in itertools.product(
                 axes["backbone"], axes["training"], axes["generator"], axes["attack"], axes["poison_rate"],
                 axes["purifier"]):
-            scenario = dict(backbone=backbone, training=training, generator=generator, attack=attack,
-                            rate=f"{float(rate):g}", purifier=purifier)
+            scenario = dict(backbone=backbone, training=training, generator=generator,
+                            attack=scenario_attack(attack, rate), rate=f"{float(rate):g}", purifier=purifier)
             scenarios[tuple(scenario.values())] = scenario
     return list(scenarios.values())
 

@@ -27,7 +27,7 @@ rule measure_fakes:
     input:
         fakes=expand(f"{RESULTS}/fakes/{{{{generator}}}}/{{{{attack}}}}/{{{{rate}}}}/{{purifier}}/manifest.parquet",
                      purifier=PURIFIERS),
-        reference=f"{RESULTS}/fakes/{{generator}}/{{attack}}/0/none/manifest.parquet",
+        reference=f"{RESULTS}/fakes/{{generator}}/{CLEAN_ATTACK}/0/none/manifest.parquet",
         extractor=lambda wildcards: [] if config["fake_distance"]["inception_weights"] else
             [f"{RESULTS}/fake_distance/identity_resnet18.pt"],
     output:
@@ -50,8 +50,8 @@ rule measure_fakes:
 
 rule summarise_fake_distance:
     input:
-        expand(f"{RESULTS}/fakes/{{generator}}/{{attack}}/{{rate}}/distance.tsv",
-               generator=config["fakes"]["generators"], attack=ATTACKS, rate=RATES),
+        poisoning_paths(f"{RESULTS}/fakes/{{generator}}/{{attack}}/{{rate}}/distance.tsv",
+                        generator=config["fakes"]["generators"]),
     output:
         f"{RESULTS}/fakes/distance.tsv",
     log:

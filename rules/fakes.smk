@@ -9,12 +9,7 @@ rule generate_fakes:
         manifest=f"{RESULTS}/fakes/{{generator}}/{{attack}}/{{rate}}/{{purifier}}/manifest.parquet",
         images=directory(f"{RESULTS}/fakes/{{generator}}/{{attack}}/{{rate}}/{{purifier}}/images"),
     params:
-        settings=lambda wildcards: config["diffusion"] if wildcards.generator.startswith("sd_") else config.get(wildcards.generator, {}),
-        per_face=config["fakes"]["per_face"],
-        image_format=config["fakes"]["image_format"],
-        seed=config["seed"],
-        device=config["device"],
-        code=code_fingerprint("fakes"),
+        **fake_generation_params(),
     threads: 1
     resources:
         gpu=GPU_PER_JOB,
@@ -39,12 +34,7 @@ rule generate_test_fakes:
         manifest=f"{RESULTS}/test_fakes/{{generator}}/manifest.parquet",
         images=directory(f"{RESULTS}/test_fakes/{{generator}}/images"),
     params:
-        settings=lambda wildcards: config["diffusion"] if wildcards.generator.startswith("sd_") else config.get(wildcards.generator, {}),
-        per_face=config["fakes"]["per_face"],
-        image_format=config["fakes"]["image_format"],
-        seed=config["seed"],
-        device=config["device"],
-        code=code_fingerprint("fakes"),
+        **fake_generation_params(),
     threads: 1
     resources:
         gpu=GPU_PER_JOB,

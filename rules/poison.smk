@@ -37,7 +37,7 @@ rule poison:
 rule summarise_poisoning:
     """One table of every poisoning scenario: perturbation size and disruption (prop_dist)."""
     input:
-        expand(f"{RESULTS}/poisoned/{{attack}}/{{rate}}/summary.tsv", attack=ATTACKS, rate=RATES),
+        poisoning_paths(f"{RESULTS}/poisoned/{{attack}}/{{rate}}/summary.tsv"),
     output:
         f"{RESULTS}/poisoned/summary.tsv",
     log:

@@ -35,8 +35,7 @@ rule purify:
 rule summarise_purification:
     """One table of every scenario: reject rate, quality against clean, disruption before and after."""
     input:
-        expand(f"{RESULTS}/purified/{{attack}}/{{rate}}/{{purifier}}/summary.tsv", attack=ATTACKS, rate=RATES,
-               purifier=PURIFIERS),
+        poisoning_paths(f"{RESULTS}/purified/{{attack}}/{{rate}}/{{purifier}}/summary.tsv", purifier=PURIFIERS),
     output:
         f"{RESULTS}/purified/summary.tsv",
     log:

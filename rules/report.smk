@@ -6,8 +6,8 @@ rule summarise_experiments:
         histories=[f"{RESULTS}/detectors/{SCENARIO.format(**s)}/history.parquet" for s in experiment_scenarios()],
         purified=[f"{RESULTS}/purified/{s['attack']}/{s['rate']}/{s['purifier']}/summary.tsv" for s in experiment_scenarios()],
     output:
-        table=report(f"{STUDY}/summary.parquet", caption="../report/summary.rst", category="Experiments"),
-        markdown=f"{STUDY}/summary.md",
+        table=f"{STUDY}/summary.parquet",
+        markdown=report(f"{STUDY}/summary.md", caption="../report/summary.rst", category="Experiments"),
         auc_vs_rate=report(f"{STUDY}/report/auc_vs_poison_rate.png", caption="../report/auc_vs_poison_rate.rst",
                            category="Experiments"),
         roc=report(f"{STUDY}/report/roc.png", caption="../report/roc.rst", category="Experiments"),

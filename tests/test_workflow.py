@@ -82,7 +82,7 @@ def test_demo_dag_runs_and_split_is_identity_disjoint(demo_run):
 def test_demo_attack_side_outputs(demo_run):
     results = demo_run / "results" / "smoke"
     summary = pd.read_csv(results / "poisoned" / "summary.tsv", sep="\t")
-    assert set(summary["attack"]) == {"pgd", "gaussian"}
+    assert set(summary["attack"]) == {"pgd", "gaussian", "none"}  # none: the clean reference, poison rate 0
     assert (summary["pert_linf"] <= 0.05 + 1e-6).all()
     poisoned = read_manifest(results / "poisoned" / "pgd" / "0.5" / "manifest.parquet")
     share = poisoned.groupby("media_id")["poisoned"].first().mean()
@@ -136,7 +136,9 @@ AFTER_POISON = {"poison": 2, "purify": 6, "generate_fakes": 12, "summarise_poiso
 def test_poison_rate_reruns_poisoning_and_after_not_generator_training(demo_run):
     assert planned_jobs(demo_run, "--config", "poison={poison_rate: [0.7]}") == AFTER_POISON
     # the adversarially trained generator learns against the attacker's budget, so it follows epsilon
-    assert planned_jobs(demo_run, "--config", "poison={epsilon: 0.03}") == {**AFTER_POISON, "train_adv_generator": 1}
+    # (and the clean reference of the fake distance, poison rate 0, which carries the attack's settings too)
+    assert planned_jobs(demo_run, "--config", "poison={epsilon: 0.03}") == {
+        **AFTER_POISON, "train_adv_generator": 1, "poison": 4, "purify": 8, "generate_fakes": 16}
 
 
 def test_t_star_reruns_diffpure_and_after_not_ddpm_training(demo_run):

@@ -19,6 +19,9 @@ from robust_deepfake.seeding import seed_everything  # noqa: E402
 torch.set_num_threads(snakemake.threads)
 p = snakemake.params
 attack = snakemake.wildcards.attack
+if (attack == "none") != (p.rate == 0):
+    raise ValueError(f"{snakemake.output.manifest}: the clean scenario is attack 'none' at poison rate 0, and only "
+                     f"it (got attack {attack!r} at rate {p.rate:g})")
 seed_everything(p.seed)
 device = resolve_device(p.device)
 part_b = read_manifest(snakemake.input.part)

@@ -109,7 +109,8 @@ class FaceImages(Dataset):
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
         image = torch.from_numpy(read_face_rgb(self.paths[index], self.size)).permute(2, 0, 1).contiguous()
-        return self.transform(image), torch.tensor(self.labels[index])
+        # clamp: blur and noise can leave values a rounding error outside [0, 1], the attacks' range
+        return self.transform(image).clamp_(0, 1), torch.tensor(self.labels[index])
 
 
 # ---------------------------------------------------------------------------------------------
