@@ -12,9 +12,10 @@ import timm
 import torch
 
 from robust_deepfake import detector as detector_module
-from robust_deepfake.detector import (adversarial_examples, balanced_indices, holdout_split, lipschitz_penalty,
-                                      train_detector, training_set)
-from robust_deepfake.models.detector import DeepfakeDetector, DetectorConfig, load_detector, save_detector
+from robust_deepfake.detector import (NothingToTrain, adversarial_examples, balanced_indices, holdout_split,
+                                      lipschitz_penalty, train_detector, training_set)
+from robust_deepfake.models.detector import (DeepfakeDetector, DetectorConfig, UntrainedDetector, load_detector,
+                                             save_detector, save_untrained)
 
 TINY = DetectorConfig(backbone="resnet18", image_size=32)
 SETTINGS = {"epochs": 3, "batch_size": 8, "lr": 1e-3, "weight_decay": 0.0, "augment": "none", "balance": True,
@@ -48,7 +49,7 @@ def test_training_set_uses_kept_purified_reals_and_refuses_an_empty_class():
     faces = training_set(purified, fakes, "s")
     assert faces["image_path"].tolist() == ["pa", "fa"] and faces["label"].tolist() == [0, 1]
     assert faces["source_media_id"].tolist() == ["a", "a"]
-    with pytest.raises(ValueError, match="scenario-x: nothing to train.*0 real faces passed the reject step"):
+    with pytest.raises(NothingToTrain, match="scenario-x: nothing to train.*0 real faces passed the reject step"):
         training_set(purified.assign(kept=False), fakes, "scenario-x")
 
 
@@ -109,6 +110,12 @@ def test_checkpoint_round_trip_and_foreign_files(tmp_path):
         load_detector(tmp_path / "foreign.pt")
     with pytest.raises(FileNotFoundError, match="missing.pt"):
         load_detector(tmp_path / "missing.pt")
+
+
+def test_an_untrained_scenario_checkpoint_says_why_when_loaded(tmp_path):
+    save_untrained(TINY, tmp_path / "model.pt", "s: nothing to train a detector on")
+    with pytest.raises(UntrainedDetector, match=r"model.pt: no detector was trained in this scenario: s: nothing"):
+        load_detector(tmp_path / "model.pt")
 
 
 def test_local_timm_weights_are_loaded_and_the_head_replaced(tmp_path):

@@ -107,3 +107,18 @@ def test_experiment_table_and_figures(tmp_path):
     plot_attack_success(table, paths[3])
     for path in paths:
         assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_a_scenario_without_a_detector_keeps_its_row_and_its_point(tmp_path):
+    """At poison rate 1 a strict reject step can drop every real face: the scenario has no
+    detector, and the table and the AUC-against-rate figure say so instead of losing it."""
+    scenarios = [dict(backbone="resnet18", training="plain", generator="faceswap_ae", attack="pgd", poison_rate=r,
+                      purifier="jpeg") for r in (0.5, 1.0)]
+    history = pd.DataFrame({"epoch": [1], "train_images": [10], "val_auc": [0.7], "best": [True]})
+    purified = [pd.Series({"reject_rate": r, "mse_g_purified": 0.01}) for r in (0.4, 1.0)]
+    table = experiment_table(scenarios, [_metrics(0.8, 0.5), pd.DataFrame()], [history, pd.DataFrame()], purified)
+    assert table["detector"].tolist() == ["trained", "none: no training faces"]
+    assert table["auc"].iloc[0] == 0.8 and np.isnan(table["auc"].iloc[1]) and table["reject_rate"].iloc[1] == 1.0
+    assert "| none: no training faces |" in markdown(table)
+    plot_auc_vs_rate(table, tmp_path / "rate.png")
+    assert (tmp_path / "rate.png").stat().st_size > 0

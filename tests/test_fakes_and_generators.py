@@ -10,7 +10,7 @@ import pytest
 import skimage.data
 import torch
 
-from robust_deepfake.fakes import generate_fakes, plan_fakes
+from robust_deepfake.fakes import fake_sources, generate_fakes, plan_fakes
 from robust_deepfake.generators import check_trainable_data, load_generator, train_generator, training_faces
 from robust_deepfake.models.faceswap_ae import FaceSwapAutoencoder, save_faceswap
 from robust_deepfake.seeding import item_seed
@@ -116,3 +116,15 @@ def test_diffusion_without_a_model_makes_no_fakes(faces, tmp_path, caplog):
                            diffusion_settings=settings)
     assert fakes.empty
     assert "no Stable Diffusion model folder configured (diffusion.inpaint_model_dir)" in caplog.text
+
+
+def test_a_reject_step_that_kept_nothing_gives_no_sources_and_no_fakes(faces, tmp_path):
+    """At poison rate 1 a strict purifier can reject every real face: no face is a fake source
+    (pandas would otherwise bring the rejected rows back as empty records) and no fake is made."""
+    purified = faces.assign(purified_path=faces["face_path"], kept=False)
+    reals = fake_sources(purified)
+    assert reals.empty
+    assert fake_sources(purified.assign(kept=[True] + [False] * (len(faces) - 1)))["image_path"].tolist() == \
+        [faces["face_path"].iloc[0]]
+    fakes = generate_fakes(reals, "landmark_swap", tmp_path, per_face=2, seed=0, image_format="png", sources=faces)
+    assert fakes.empty and {"generator", "real_media_id", "face_path"} <= set(fakes.columns)

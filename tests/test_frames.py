@@ -17,7 +17,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from robust_deepfake.frames import MediaError, extract_frames, frame_indices, read_video_frames
+from robust_deepfake.frames import extract_frames, frame_indices, read_video_frames
+from robust_deepfake.images import MediaError
 from robust_deepfake.manifest import FRAME_COLUMNS, MEDIA_COLUMNS, media_slug, read_manifest, write_manifest
 
 GOP = 10

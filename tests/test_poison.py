@@ -15,6 +15,7 @@ import torch
 from robust_deepfake.disruption import (DISRUPTION_METRICS, PERTURBATION_METRICS, disruption_loss,
                                         disruption_table, generator_outputs, image_measures, per_image,
                                         perturbation_table, summarise)
+from robust_deepfake.images import MediaError
 from robust_deepfake.manifest import POISON_ADDED_COLUMNS
 from robust_deepfake.poison import LEVEL, poison_faces, select_poisoned, to_tensor
 
@@ -245,5 +246,5 @@ def test_poison_faces_refuses_settings_that_write_no_poison(crops, tmp_path):
         poison(crops, tmp_path, attack="bim")
     with pytest.raises(ValueError, match="below one 8-bit level"):
         poison(crops, tmp_path, epsilon=1 / 255)
-    with pytest.raises(FileNotFoundError, match="missing.png"):
+    with pytest.raises(MediaError, match="missing.png: file not found"):
         poison(crops.assign(face_path=str(tmp_path / "missing.png")), tmp_path)

@@ -4,27 +4,35 @@ from robust_deepfake.logs import log_to_file
 
 log = log_to_file(snakemake.log[0])
 
+import pandas as pd  # noqa: E402
 import torch  # noqa: E402
 
 from robust_deepfake.atomic import atomic_path  # noqa: E402
 from robust_deepfake.devices import resolve_device  # noqa: E402
 from robust_deepfake.evaluation import evaluation_faces, metrics_table, score_all  # noqa: E402
 from robust_deepfake.manifest import read_manifest  # noqa: E402
-from robust_deepfake.models.detector import load_detector  # noqa: E402
+from robust_deepfake.models.detector import UntrainedDetector, load_detector  # noqa: E402
 from robust_deepfake.seeding import seed_everything  # noqa: E402
 
 torch.set_num_threads(snakemake.threads)
 p = snakemake.params
 seed_everything(p.seed)
 device = resolve_device(p.device)
-model = load_detector(snakemake.input.model, device)
-faces = evaluation_faces(read_manifest(snakemake.input.part), [read_manifest(f) for f in snakemake.input.test_fakes])
-log.info("split C: %d real and %d fake faces (%s)", int((faces["label"] == 0).sum()), int(faces["label"].sum()),
-         ", ".join(f"{k} {v}" for k, v in faces["test_set"].value_counts().sort_index().items()))
-scores = score_all(model, faces, p.settings, p.seed, model.config.image_size, device)
-metrics = metrics_table(scores, p.settings["threshold"])
+try:
+    model = load_detector(snakemake.input.model, device)
+except UntrainedDetector as exc:
+    # nothing to evaluate; empty tables keep the scenario's row (marked) in the experiment table
+    log.warning("%s", exc)
+    scores = metrics = pd.DataFrame()
+else:
+    faces = evaluation_faces(read_manifest(snakemake.input.part),
+                             [read_manifest(f) for f in snakemake.input.test_fakes])
+    log.info("split C: %d real and %d fake faces (%s)", int((faces["label"] == 0).sum()), int(faces["label"].sum()),
+             ", ".join(f"{k} {v}" for k, v in faces["test_set"].value_counts().sort_index().items()))
+    scores = score_all(model, faces, p.settings, p.seed, model.config.image_size, device)
+    metrics = metrics_table(scores, p.settings["threshold"])
+    clean = metrics[(metrics["condition"] == "clean") & (metrics["unit"] == "frame") & (metrics["test_set"] == "all")]
+    log.info("clean, all test fakes: AUC %.4f, acc %.4f, EER %.4f", *clean[["auc", "acc", "eer"]].iloc[0])
 for path, table in ((snakemake.output.scores, scores), (snakemake.output.metrics, metrics)):
     with atomic_path(path) as tmp:
         table.to_parquet(tmp, index=False)
-clean = metrics[(metrics["condition"] == "clean") & (metrics["unit"] == "frame") & (metrics["test_set"] == "all")]
-log.info("clean, all test fakes: AUC %.4f, acc %.4f, EER %.4f", *clean[["auc", "acc", "eer"]].iloc[0])

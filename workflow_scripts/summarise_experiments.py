@@ -21,9 +21,11 @@ with atomic_path(out.table) as tmp:
 with atomic_path(out.markdown) as tmp:
     with open(tmp, "w") as handle:
         handle.write(markdown(table))
-labels = [" / ".join(str(s[k]) for k in ("training", "poison_rate", "purifier")) for s in scenarios]
+# per-scenario curves only for the scenarios that have a detector
+trained = [i for i, m in enumerate(metrics) if not m.empty]
+labels = [" / ".join(str(scenarios[i][k]) for k in ("training", "poison_rate", "purifier")) for i in trained]
 plot_auc_vs_rate(table, out.auc_vs_rate)
-plot_roc([pd.read_parquet(p) for p in inp.scores], labels, out.roc)
-plot_distortions(metrics, labels, out.distortions)
+plot_roc([pd.read_parquet(inp.scores[i]) for i in trained], labels, out.roc)
+plot_distortions([metrics[i] for i in trained], labels, out.distortions)
 plot_attack_success(table, out.attacks)
 log.info("%d scenarios summarised in %s", len(table), out.table)

@@ -6,28 +6,37 @@ log = log_to_file(snakemake.log[0])
 
 from pathlib import Path  # noqa: E402
 
+import pandas as pd  # noqa: E402
 import torch  # noqa: E402
 
 from robust_deepfake.atomic import atomic_path  # noqa: E402
-from robust_deepfake.detector import holdout_split, train_detector, training_set  # noqa: E402
+from robust_deepfake.detector import HISTORY_COLUMNS, NothingToTrain, holdout_split, train_detector, training_set  # noqa: E402
 from robust_deepfake.devices import resolve_device  # noqa: E402
 from robust_deepfake.fingerprint import settings_key  # noqa: E402
 from robust_deepfake.manifest import read_manifest  # noqa: E402
-from robust_deepfake.models.detector import DetectorConfig  # noqa: E402
+from robust_deepfake.models.detector import DetectorConfig, save_untrained  # noqa: E402
 from robust_deepfake.seeding import seed_everything  # noqa: E402
 
 torch.set_num_threads(snakemake.threads)
 p, w = snakemake.params, snakemake.wildcards
 seed_everything(p.seed)
 scenario = "/".join(w[k] for k in ("backbone", "training", "generator", "attack", "rate", "purifier"))
-faces = training_set(read_manifest(snakemake.input.reals), read_manifest(snakemake.input.fakes), scenario)
-train, val = holdout_split(faces, p.settings["val_fraction"], p.seed)
-log.info("%s: %d training faces (%d fake), %d validation faces", scenario, len(train), int(train["label"].sum()),
-         len(val))
 config = DetectorConfig(backbone=w.backbone, image_size=p.settings["image_size"], mean=tuple(p.settings["mean"]),
                         std=tuple(p.settings["std"]))
-work_dir = Path(snakemake.output.model).parent / "training" / settings_key(p.settings | {"training": w.training}, p.seed)
-history = train_detector(train, val, config, p.settings, w.training, seed=p.seed, out_path=snakemake.output.model,
-                         work_dir=work_dir, device=resolve_device(p.device), pretrained_file=p.settings["pretrained"])
+try:
+    faces = training_set(read_manifest(snakemake.input.reals), read_manifest(snakemake.input.fakes), scenario)
+except NothingToTrain as exc:
+    # the scenario's outcome, not a failure: its row in the table says that no detector exists
+    log.warning("%s; recording an untrained detector", exc)
+    save_untrained(config, snakemake.output.model, str(exc))
+    history = pd.DataFrame(columns=HISTORY_COLUMNS)
+else:
+    train, val = holdout_split(faces, p.settings["val_fraction"], p.seed)
+    log.info("%s: %d training faces (%d fake), %d validation faces", scenario, len(train),
+             int(train["label"].sum()), len(val))
+    work_dir = (Path(snakemake.output.model).parent / "training"
+                / settings_key(p.settings | {"training": w.training}, p.seed))
+    history = train_detector(train, val, config, p.settings, w.training, seed=p.seed, out_path=snakemake.output.model,
+                             work_dir=work_dir, device=resolve_device(p.device), pretrained_file=p.settings["pretrained"])
 with atomic_path(snakemake.output.history) as tmp:
     history.to_parquet(tmp, index=False)

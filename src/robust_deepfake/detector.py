@@ -23,7 +23,6 @@ import time
 from dataclasses import asdict
 from pathlib import Path
 
-import cv2
 import numpy as np
 import pandas as pd
 import torch
@@ -34,6 +33,7 @@ from tqdm import tqdm
 from robust_deepfake.atomic import atomic_path
 from robust_deepfake.attacks import run_attack
 from robust_deepfake.augmentations import detector_augmentations
+from robust_deepfake.images import read_rgb
 from robust_deepfake.models.detector import DeepfakeDetector, DetectorConfig, read_checkpoint, save_detector
 from robust_deepfake.scoring import detection_metrics
 from robust_deepfake.seeding import item_seed
@@ -41,6 +41,12 @@ from robust_deepfake.seeding import item_seed
 log = logging.getLogger(__name__)
 
 TRAINING_MODES = ("plain", "fgsm", "pgd")
+# history.parquet, one row per epoch; `best` marks the epochs whose weights became the model
+HISTORY_COLUMNS = ["epoch", "train_loss", "train_images", "val_auc", "val_acc", "val_eer", "lr", "seconds", "best"]
+
+
+class NothingToTrain(ValueError):
+    """A scenario whose training set lacks a class (every real face rejected, or no fakes made)."""
 
 
 # ---------------------------------------------------------------------------------------------
@@ -49,16 +55,16 @@ TRAINING_MODES = ("plain", "fgsm", "pgd")
 
 def training_set(purified: pd.DataFrame, fakes: pd.DataFrame, scenario: str) -> pd.DataFrame:
     """Real faces kept by the reject step (label 0) and their fakes (label 1): media_id,
-    source_media_id, image_path, label. An empty class is an error naming the scenario, since a
-    detector trained on one class would report numbers that mean nothing."""
+    source_media_id, image_path, label. An empty class raises NothingToTrain naming the scenario,
+    since a detector trained on one class would report numbers that mean nothing."""
     reals = purified[purified["kept"].astype(bool)]
     reals = pd.DataFrame({"media_id": reals["media_id"], "source_media_id": reals["media_id"],
                           "image_path": reals["purified_path"], "label": 0})
     fakes = pd.DataFrame({"media_id": fakes["media_id"], "source_media_id": fakes["real_media_id"],
                           "image_path": fakes["image_path"], "label": 1})
     if reals.empty or fakes.empty:
-        raise ValueError(f"{scenario}: nothing to train a detector on ({len(reals)} real faces passed the "
-                         f"reject step, {len(fakes)} fakes); lower purify.reject_factor or check the fakes stage")
+        raise NothingToTrain(f"{scenario}: nothing to train a detector on ({len(reals)} real faces passed the "
+                         f"reject step, {len(fakes)} fakes); a higher purify.reject_factor keeps more faces")
     return pd.concat([reals, fakes], ignore_index=True)
 
 
@@ -85,16 +91,6 @@ def balanced_indices(labels: np.ndarray, rng: np.random.Generator) -> np.ndarray
     return np.sort(chosen)
 
 
-def read_face_rgb(path: str, size: int) -> np.ndarray:
-    """uint8 RGB (size, size, 3); area interpolation, as a downscale should be."""
-    image = cv2.imread(str(path), cv2.IMREAD_COLOR)
-    if image is None:
-        raise OSError(f"could not read face image {path}")
-    if image.shape[:2] != (size, size):
-        image = cv2.resize(image, (size, size), interpolation=cv2.INTER_AREA)
-    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
-
-
 class FaceImages(Dataset):
     """(pixels float (3, S, S) in [0, 1], label) for rows with image_path and label."""
 
@@ -108,7 +104,7 @@ class FaceImages(Dataset):
         return len(self.paths)
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
-        image = torch.from_numpy(read_face_rgb(self.paths[index], self.size)).permute(2, 0, 1).contiguous()
+        image = torch.from_numpy(read_rgb(self.paths[index], self.size)).permute(2, 0, 1).contiguous()
         # clamp: blur and noise can leave values a rounding error outside [0, 1], the attacks' range
         return self.transform(image).clamp_(0, 1), torch.tensor(self.labels[index])
 
@@ -242,13 +238,14 @@ def train_detector(train: pd.DataFrame, val: pd.DataFrame, config: DetectorConfi
             best_auc = auc
             save_detector(model, best, extra={"epoch": epoch + 1, "val_auc": row["val_auc"]})
         history.append(row)
-        log.info("epoch %d: loss %.4f, val AUC %.4f, acc %.3f, %.1f s", epoch + 1, row["train_loss"],
-                 metrics["auc"], metrics["acc"], row["seconds"])
         save_detector(model, last, extra={"training": _state(optimizer, scheduler, epoch + 1, best_auc, history,
                                                              attack_rng)})
+        # logged after the save, so that a logged epoch is always one a rerun can resume after
+        log.info("epoch %d: loss %.4f, val AUC %.4f, acc %.3f, %.1f s", epoch + 1, row["train_loss"],
+                 metrics["auc"], metrics["acc"], row["seconds"])
     with atomic_path(out_path) as tmp:
         Path(tmp).write_bytes(best.read_bytes())
-    return pd.DataFrame(history)
+    return pd.DataFrame(history, columns=HISTORY_COLUMNS)
 
 
 def _state(optimizer, scheduler, epoch: int, best_auc: float, history: list[dict], generator: torch.Generator) -> dict:

@@ -30,6 +30,7 @@ from tqdm import tqdm
 from robust_deepfake.attacks import run_attack
 from robust_deepfake.detector import per_sample_bce
 from robust_deepfake.distortions import distort
+from robust_deepfake.images import read_image
 from robust_deepfake.models.detector import DeepfakeDetector
 from robust_deepfake.scoring import attack_success_rate, detection_metrics, video_scores
 from robust_deepfake.seeding import item_seed
@@ -50,13 +51,6 @@ def evaluation_faces(part_c: pd.DataFrame, test_fakes: list[pd.DataFrame]) -> pd
         raise ValueError(f"split C has {int((faces['label'] == 0).sum())} real and {int((faces['label'] == 1).sum())} "
                          "fake faces: a detector cannot be evaluated on one class")
     return faces
-
-
-def _read_bgr(path: str) -> np.ndarray:
-    image = cv2.imread(str(path), cv2.IMREAD_COLOR)
-    if image is None:
-        raise OSError(f"could not read face image {path}")
-    return image
 
 
 def _pixels(images_bgr: list[np.ndarray], size: int, device: torch.device) -> torch.Tensor:
@@ -85,7 +79,7 @@ def score_condition(model: DeepfakeDetector, faces: pd.DataFrame, kind: str, lev
     block positions) comes from seeds derived from the condition and batch, so reruns agree."""
     scores = []
     for b, batch in enumerate(_batches(faces, settings["batch_size"])):
-        crops = [_read_bgr(p) for p in batch["image_path"]]
+        crops = [read_image(p) for p in batch["image_path"]]
         if kind not in ("clean", "fgsm", "pgd"):
             rng = np.random.default_rng(item_seed(seed, kind, level, b))
             crops = [distort(im, kind, level, rng) for im in crops]

@@ -21,7 +21,6 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-import cv2
 import numpy as np
 import pandas as pd
 import timm
@@ -32,6 +31,7 @@ from torch import nn
 from torchvision.models import inception_v3
 
 from robust_deepfake.atomic import atomic_path
+from robust_deepfake.images import read_rgb
 
 log = logging.getLogger(__name__)
 
@@ -111,13 +111,7 @@ def load_extractor(path: str | Path) -> FeatureExtractor:
 
 def read_pixels(paths: list[str]) -> torch.Tensor:
     """(N, 3, H, W) RGB in [0, 1]; the images of one set share their size (the crop size)."""
-    images = []
-    for path in paths:
-        image = cv2.imread(str(path), cv2.IMREAD_COLOR)
-        if image is None:
-            raise OSError(f"could not read image {path}")
-        images.append(cv2.cvtColor(image, cv2.COLOR_BGR2RGB))
-    return torch.from_numpy(np.stack(images)).permute(0, 3, 1, 2).float().div(255)
+    return torch.from_numpy(np.stack([read_rgb(p) for p in paths])).permute(0, 3, 1, 2).float().div(255)
 
 
 @torch.no_grad()

@@ -20,6 +20,7 @@ from tqdm import tqdm
 from robust_deepfake import diffusion_fakes
 from robust_deepfake.atomic import write_image
 from robust_deepfake.face_mask import landmark_face_mask
+from robust_deepfake.images import read_image
 from robust_deepfake.landmark_swap import LandmarkSwapGenerator
 from robust_deepfake.manifest import media_slug
 from robust_deepfake.models import FaceGenerator
@@ -30,13 +31,6 @@ log = logging.getLogger(__name__)
 
 MODEL_GENERATORS = ("faceswap_ae", "stargan")
 GENERATORS = MODEL_GENERATORS + ("landmark_swap", "sd_inpaint", "sd_text2img")
-
-
-def read_bgr(path: str) -> np.ndarray:
-    image = cv2.imread(str(path), cv2.IMREAD_COLOR)
-    if image is None:
-        raise OSError(f"could not read face image {path}")
-    return image
 
 
 def _bgr_to_tensor(images: list[np.ndarray], device: torch.device) -> torch.Tensor:
@@ -50,10 +44,11 @@ def fake_sources(manifest: pd.DataFrame) -> pd.DataFrame:
     real faces as cropped (the evaluation's, never attacked)."""
     reals = manifest[manifest["label"] == 0]
     if "kept" in manifest.columns:
-        reals = reals[reals["kept"].astype(bool)].assign(image_path=reals["purified_path"])
-    else:
-        reals = reals.assign(image_path=reals["face_path"])
-    return reals.reset_index(drop=True)
+        reals = reals[reals["kept"].astype(bool)]
+    # from the filtered frame's own column: assigning another frame's Series to an empty frame
+    # would adopt that Series' index and bring every rejected row back as an empty record
+    return reals.assign(image_path=reals["purified_path" if "kept" in manifest.columns else "face_path"]
+                        ).reset_index(drop=True)
 
 
 def plan_fakes(reals: pd.DataFrame, conditions: list[str] | None, per_face: int, seed: int) -> pd.DataFrame:
@@ -88,7 +83,7 @@ def _model_fakes(generator: FaceGenerator, name: str, reals: pd.DataFrame, plan:
     as the Deepfakes method does) or StarGAN (the whole edited crop)."""
     for batch in _batches(plan, batch_size, by="condition"):
         rows = reals.iloc[batch["real_index"].to_numpy()]
-        crops = [read_bgr(p) for p in rows["image_path"]]
+        crops = [read_image(p) for p in rows["image_path"]]
         with torch.no_grad():
             out = generator.generate(_bgr_to_tensor(crops, device), batch["condition"].iloc[0]).cpu()
         for j, (plan_index, crop) in enumerate(zip(batch.index, crops)):
@@ -107,8 +102,8 @@ def _landmark_fakes(reals: pd.DataFrame, plan: pd.DataFrame, sources: pd.DataFra
         real = reals.iloc[item["real_index"]]
         source = sources.iloc[item["fake_seed"] % len(sources)]
         plan.at[plan_index, "condition"] = f"{source['identity']}:{source['media_id']}#{source['frame_idx']}"
-        yield plan_index, swapper.swap(read_bgr(source["face_path"]), source["crop_landmarks"],
-                                       read_bgr(real["image_path"]), real["crop_landmarks"])
+        yield plan_index, swapper.swap(read_image(source["face_path"]), source["crop_landmarks"],
+                                       read_image(real["image_path"]), real["crop_landmarks"])
 
 
 def _diffusion_fakes(kind: str, reals: pd.DataFrame, plan: pd.DataFrame, settings: dict,
@@ -125,13 +120,13 @@ def _diffusion_fakes(kind: str, reals: pd.DataFrame, plan: pd.DataFrame, setting
             plan.at[plan_index, "condition"] = settings["prompt"]
         seed = int(batch["fake_seed"].iloc[0])
         if kind == "sd_inpaint":
-            crops = [read_bgr(p) for p in rows["image_path"]]
+            crops = [read_image(p) for p in rows["image_path"]]
             masks = [landmark_face_mask(lm, c.shape[:2]) for lm, c in zip(rows["crop_landmarks"], crops)]
             images = diffusion_fakes.inpaint_faces(pipe, crops, masks, settings["prompt"], settings["negative_prompt"],
                                                    settings["steps"], settings["guidance_scale"], settings["strength"],
                                                    seed=seed)
         else:
-            size = read_bgr(rows["image_path"].iloc[0]).shape[0]
+            size = read_image(rows["image_path"].iloc[0]).shape[0]
             images = diffusion_fakes.text2img_faces(pipe, [settings["prompt"]] * len(rows), settings["steps"],
                                                     settings["guidance_scale"], size, seed=seed,
                                                     negative_prompt=settings["negative_prompt"])

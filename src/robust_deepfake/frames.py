@@ -30,6 +30,7 @@ import pandas as pd
 from tqdm import tqdm
 
 from robust_deepfake.atomic import write_image
+from robust_deepfake.images import MediaError, read_image
 from robust_deepfake.manifest import ATTR_PREFIX, FRAME_COLUMNS, MEDIA_COLUMNS, media_slug, require_columns
 
 log = logging.getLogger(__name__)
@@ -41,19 +42,6 @@ IMAGE_FORMATS: tuple[str, ...] = ("png", "jpg")
 # A pts step further than this from the median step (and more than one tick, so the rounding of
 # 29.97 fps into a 1/1000 time base is not VFR) marks a video as variable frame rate.
 VFR_TOLERANCE = 0.1
-
-
-class MediaError(Exception):
-    """A media file that cannot give the wanted frames; its message names the file and the
-    problem, because it becomes the `error` text of the media's manifest row."""
-
-    def __init__(self, path: str | Path, reason: str) -> None:
-        super().__init__(str(path), reason)  # both args, so the error pickles across worker processes
-        self.path = str(path)
-        self.reason = reason
-
-    def __str__(self) -> str:
-        return f"{self.path}: {self.reason}"
 
 
 def frame_indices(frame_count: int, mode: Mode, per_video: int, stride: int,
@@ -302,17 +290,6 @@ def read_video_frames(path: str | Path, indices: Sequence[int] | Callable[[int],
     if rotation:
         log.info("%s: display rotation applied, %d° counter-clockwise", path, rotation)
     return frames, info
-
-
-def read_image(path: str | Path) -> np.ndarray:
-    """A still image as BGR (OpenCV's order, applying EXIF orientation); raises MediaError."""
-    path = Path(path)
-    if not path.is_file():
-        raise MediaError(path, "file not found")
-    image = cv2.imread(str(path), cv2.IMREAD_COLOR)
-    if image is None:
-        raise MediaError(path, "unreadable image")
-    return image
 
 
 def _media_frames(record: dict[str, Any], sample: Callable[[int], list[int]]) -> tuple[dict[int, np.ndarray], int]:

@@ -32,6 +32,7 @@ from tqdm import tqdm
 from robust_deepfake.atomic import atomic_path, write_image
 from robust_deepfake.attacks import STARTS_AT_INPUT, run_attack
 from robust_deepfake.crop import crop_path
+from robust_deepfake.images import read_image
 from robust_deepfake.manifest import require_columns
 from robust_deepfake.disruption import (DISRUPTION_METRICS, PERTURBATION_METRICS, disruption_loss,
                                         generator_outputs, image_measures, summarise)
@@ -131,9 +132,7 @@ def read_crops(paths: list[str]) -> np.ndarray:
     another size is an error naming the file."""
     images = []
     for path in paths:
-        image = cv2.imread(str(path), cv2.IMREAD_COLOR)
-        if image is None:
-            raise FileNotFoundError(f"face crop missing or unreadable: {path}")
+        image = read_image(path)
         if images and image.shape != images[0].shape:
             raise ValueError(f"face crop {path} is {image.shape[1]}x{image.shape[0]}, others "
                              f"{images[0].shape[1]}x{images[0].shape[0]}: crops must share one size")

@@ -18,7 +18,8 @@ import torch
 
 from robust_deepfake.crop import crop_face
 from robust_deepfake.detect import build_detector, detect_batch
-from robust_deepfake.frames import MediaError, frame_indices, read_image, read_video_frames
+from robust_deepfake.frames import frame_indices, read_video_frames
+from robust_deepfake.images import MediaError, read_image
 from robust_deepfake.models.detector import DeepfakeDetector
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}

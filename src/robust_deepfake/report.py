@@ -32,12 +32,16 @@ def _frame(metrics: pd.DataFrame, test_set: str = ALL_FAKES, unit: str = "frame"
 
 
 def scenario_row(scenario: dict, metrics: pd.DataFrame, history: pd.DataFrame, purified: pd.Series | None) -> dict:
-    """The experiment table's row of one scenario."""
-    frame, video = _frame(metrics), _frame(metrics, unit="video")
+    """The experiment table's row of one scenario. A scenario that left nothing to train on (its
+    history is empty) keeps its row, with `detector` saying so and no metrics."""
     row = {**scenario}
     if purified is not None:
         row["reject_rate"] = float(purified.get("reject_rate", np.nan))
         row["mse_g_purified"] = float(purified.get("mse_g_purified", np.nan))
+    if history.empty:
+        return {**row, "detector": "none: no training faces"}
+    row["detector"] = "trained"
+    frame, video = _frame(metrics), _frame(metrics, unit="video")
     best = history[history["best"]].iloc[-1] if history["best"].any() else history.iloc[-1]
     row.update(train_images=int(history["train_images"].iloc[-1]), best_epoch=int(best["epoch"]),
                val_auc=float(best["val_auc"]))
@@ -87,13 +91,19 @@ def _label(row, axes) -> str:
 
 def plot_auc_vs_rate(table: pd.DataFrame, path: str | Path) -> None:
     """The project's story in one figure: clean AUC on split C against the poison rate, one line
-    per purifier (and backbone/training/generator when several are in the grid)."""
+    per purifier (and backbone/training/generator when several are in the grid); an x on the axis
+    marks a scenario that left nothing to train a detector on."""
     fig, ax = plt.subplots(figsize=(6, 4))
     groups = ["backbone", "training", "generator", "attack", "purifier"]
     varying = [g for g in groups if table[g].nunique() > 1] or ["purifier"]
+    table = table.assign(auc=table.get("auc", np.nan))
     for key, group in table.groupby(varying, sort=True):
         group = group.sort_values("poison_rate")
-        ax.plot(group["poison_rate"], group["auc"], marker="o", label=" / ".join(map(str, np.atleast_1d(key))))
+        line, = ax.plot(group["poison_rate"], group["auc"], marker="o", label=" / ".join(map(str, np.atleast_1d(key))))
+        untrained = group[group["detector"] != "trained"]
+        # a scenario without a detector (nothing left to train on) is marked on the axis, not dropped
+        ax.plot(untrained["poison_rate"], np.zeros(len(untrained)), marker="x", linestyle="none",
+                color=line.get_color(), clip_on=False)
     ax.set(xlabel="poison rate (share of split B's real media disrupted)", ylabel="AUC on split C (frames)",
            title="Detector AUC against poisoning", ylim=(0, 1.02))
     ax.grid(alpha=0.3)

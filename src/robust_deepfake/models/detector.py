@@ -8,6 +8,10 @@ and the budgets are in pixel units (1/255 is one grey level) whatever mean/std a
 
 A checkpoint holds the backbone name, input size, normalisation and weights, plain types only,
 so `load_detector` needs nothing but the file (and loads it with weights_only=True).
+
+A scenario can leave nothing to train on (a purifier whose reject step drops every real face).
+Its checkpoint then records why, with no weights (`save_untrained`), so the scenario still has
+its row in the experiment table, and loading it raises `UntrainedDetector` with the reason.
 """
 
 from __future__ import annotations
@@ -24,6 +28,10 @@ from robust_deepfake.atomic import atomic_path
 
 CHECKPOINT_FORMAT = "robust_deepfake.detector"
 CHECKPOINT_VERSION = 1
+
+
+class UntrainedDetector(ValueError):
+    """The checkpoint records a scenario where no detector could be trained, and why."""
 
 
 @dataclass(frozen=True)
@@ -82,6 +90,14 @@ def save_detector(model: DeepfakeDetector, path: str | Path, extra: dict | None 
         torch.save(payload, tmp)
 
 
+def save_untrained(config: DetectorConfig, path: str | Path, reason: str) -> None:
+    """The checkpoint of a scenario with nothing to train on: the configuration and the reason."""
+    payload = {"format": CHECKPOINT_FORMAT, "version": CHECKPOINT_VERSION, "config": asdict(config),
+               "untrained": reason}
+    with atomic_path(path) as tmp:
+        torch.save(payload, tmp)
+
+
 def read_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> dict:
     """The payload of a detector checkpoint of this pipeline, with clear errors for anything else."""
     path = Path(path)
@@ -109,6 +125,8 @@ def detector_config(payload: dict) -> DetectorConfig:
 def load_detector(path: str | Path, device: str | torch.device = "cpu") -> DeepfakeDetector:
     """The detector saved at `path`, in eval mode on `device`."""
     payload = read_checkpoint(path, device)
+    if "untrained" in payload:
+        raise UntrainedDetector(f"{path}: no detector was trained in this scenario: {payload['untrained']}")
     model = DeepfakeDetector(detector_config(payload))
     try:
         model.load_state_dict(payload["model"])

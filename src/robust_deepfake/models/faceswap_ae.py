@@ -34,6 +34,7 @@ from torch import nn
 from tqdm import tqdm
 
 from robust_deepfake.atomic import atomic_path
+from robust_deepfake.images import read_rgb
 from robust_deepfake.face_mask import landmark_face_mask, match_colors_lab, paste_face
 
 log = logging.getLogger(__name__)
@@ -195,10 +196,7 @@ class FaceCropFiles(Sequence):
         return len(self.paths)
 
     def __getitem__(self, index: int) -> np.ndarray:
-        image = cv2.imread(str(self.paths[index]), cv2.IMREAD_COLOR)
-        if image is None:
-            raise OSError(f"could not read face crop {self.paths[index]}")
-        return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+        return read_rgb(self.paths[index])
 
 
 def blend_swap(original_crop_bgr: np.ndarray, swapped: np.ndarray | torch.Tensor,

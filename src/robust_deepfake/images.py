@@ -1,0 +1,45 @@
+"""Reading the pipeline's image files (frames, face crops, purified faces, fakes).
+
+Every stage reads images by path from a manifest; one reader keeps the failure the same
+everywhere: an error naming the file and what is wrong with it, instead of OpenCV's silent None.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+
+class MediaError(Exception):
+    """A media file (image or video) that cannot give the wanted pixels; its message names the
+    file and the problem, because it becomes the `error` text of the media's manifest row."""
+
+    def __init__(self, path: str | Path, reason: str) -> None:
+        super().__init__(str(path), reason)  # both args, so the error pickles across worker processes
+        self.path = str(path)
+        self.reason = reason
+
+    def __str__(self) -> str:
+        return f"{self.path}: {self.reason}"
+
+
+def read_image(path: str | Path) -> np.ndarray:
+    """uint8 BGR (OpenCV's order; grey and RGBA files become 3 channels); raises MediaError."""
+    path = Path(path)
+    if not path.is_file():
+        raise MediaError(path, "file not found")
+    image = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    if image is None:
+        raise MediaError(path, "unreadable image")
+    return image
+
+
+def read_rgb(path: str | Path, size: int | None = None) -> np.ndarray:
+    """uint8 RGB, resized to (size, size) with area interpolation (as a downscale should be) when
+    `size` is given and differs."""
+    image = read_image(path)
+    if size is not None and image.shape[:2] != (size, size):
+        image = cv2.resize(image, (size, size), interpolation=cv2.INTER_AREA)
+    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
