@@ -25,7 +25,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from bench_report import machine, markdown_table, write_report
+from bench_report import add_run_arguments, machine, markdown_table, start_run, write_report
 from robust_deepfake.detector import train_detector
 from robust_deepfake.evaluation import score_condition
 from robust_deepfake.models.detector import DeepfakeDetector, DetectorConfig
@@ -67,10 +67,9 @@ def main() -> None:
     parser.add_argument("--image-size", type=int, default=64)
     parser.add_argument("--images", type=int, default=64)
     parser.add_argument("--modes", nargs="+", default=["plain", "fgsm", "pgd"])
-    parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--out", type=Path, default=Path(__file__).resolve().parent / "out")
+    add_run_arguments(parser)
     args = parser.parse_args()
-    torch.set_num_threads(args.threads)
+    start_run(args)
 
     rows = []
     with TemporaryDirectory() as tmp:

@@ -20,7 +20,6 @@ import argparse
 import json
 import logging
 import os
-import platform
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -31,6 +30,7 @@ import torch
 from facenet_pytorch import MTCNN
 from tqdm import tqdm
 
+from bench_report import add_run_arguments, machine, start_run
 from robust_deepfake.detect import build_detector, detect_batch
 
 log = logging.getLogger("bench_faces")
@@ -159,12 +159,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--videos", type=Path, default=SHARED_DATA / "real_videos")
     parser.add_argument("--frames-per-video", type=int, default=16)
-    parser.add_argument("--threads", type=int, default=1,
-                        help="torch CPU threads (1: timings on a shared machine vary least)")
-    parser.add_argument("--out", type=Path, default=REPO / "bench" / "out")
+    add_run_arguments(parser)
     args = parser.parse_args()
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    torch.set_num_threads(args.threads)
+    start_run(args, logging.INFO)
 
     videos = sorted(args.videos.glob("*.mp4"))
     if not videos:
@@ -176,7 +173,7 @@ def main() -> None:
         frames += sampled
     log.info("%d frames from %d videos: %s", len(frames), len(videos), sizes)
 
-    load_before = os.getloadavg()
+    load_before = os.getloadavg()[0]
     ref_faces, ref_seconds = run_reference(frames)
     ref_boxes, ref_counts = largest_above(ref_faces, 0.0)
     rows = [summarize("reference: MTCNN() defaults, full frame", None, ref_boxes, ref_counts, ref_seconds,
@@ -189,10 +186,9 @@ def main() -> None:
         rows.append(summarize(setting.name, setting, boxes, counts, seconds, ref_boxes, ref_seconds))
 
     table = markdown(rows)
-    load = f"load average {load_before[0]:.1f} before, {os.getloadavg()[0]:.1f} after"
     context = (f"{len(frames)} frames ({args.frames_per_video} evenly spaced per video) from "
-               f"{', '.join(f'{k} ({v})' for k, v in sizes.items())}; CPU, {args.threads} torch threads, "
-               f"{os.cpu_count()} cores ({load}), {platform.processor() or platform.machine()}. "
+               f"{', '.join(f'{k} ({v})' for k, v in sizes.items())}; "
+               f"{machine(args.threads, load_before)}. "
                "Decoding is not timed. "
                f"Rows below the references keep faces with confidence >= {MIN_CONFIDENCE}; "
                "IoU compares each row's largest face with the reference's largest face.")

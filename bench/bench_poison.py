@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import logging
 import os
-import platform
 import tempfile
 import time
 from pathlib import Path
@@ -32,7 +31,7 @@ import pandas as pd
 import torch
 from torch import nn
 
-from bench_report import markdown_table, write_report
+from bench_report import add_run_arguments, machine, markdown_table, start_run, write_report
 from robust_deepfake.disruption import summarise
 from robust_deepfake.models.faceswap_ae import FaceSwapAutoencoder, FaceSwapGenerator
 from robust_deepfake.models.stargan import StarGANFaceGenerator, StarGANGenerator
@@ -111,15 +110,12 @@ def main() -> None:
     parser.add_argument("--epsilon", type=float, default=0.05)
     parser.add_argument("--steps", type=int, default=10)
     parser.add_argument("--step-size", type=float, default=0.01)
-    parser.add_argument("--threads", type=int, default=1,
-                        help="torch CPU threads (1: timings on a shared machine vary least)")
-    parser.add_argument("--out", type=Path, default=REPO / "bench" / "out")
+    add_run_arguments(parser)
     args = parser.parse_args()
-    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    torch.set_num_threads(args.threads)
+    start_run(args)
     generators = {k: v for k, v in build_generators(args).items() if k in args.generators}
 
-    load_before = os.getloadavg()
+    load_before = os.getloadavg()[0]
     results = []
     with tempfile.TemporaryDirectory() as tmp:
         crops = write_crops(Path(tmp), args.images, args.crop_size)
@@ -131,14 +127,13 @@ def main() -> None:
 
     table = markdown(results)
     sizes = ", ".join(f"{name} {n_parameters(g) / 1e6:.2f} M parameters" for name, g in generators.items())
-    load = f"load average {load_before[0]:.1f} before, {os.getloadavg()[0]:.1f} after"
     context = (f"{args.images} random {args.crop_size} px crops, poisoned end to end by `poison_faces` (read, "
                f"attack, quantise, write PNG, measure). Generators: the pipeline's classes with RANDOM weights "
                f"(timing only; disruption figures are not those of trained generators): faceswap_ae at "
                f"{args.image_size} px, {args.channels} channels, {args.identities} decoders; stargan at 128 px, "
                f"conv_dim 64, 6 blocks, 5 attributes ({sizes}). Losses sum over every condition. eps {args.epsilon}, "
-               f"{args.steps} steps of {args.step_size} (PGD, BIM); CPU, {args.threads} torch threads, "
-               f"{os.cpu_count()} cores ({load}), {platform.processor() or platform.machine()}.")
+               f"{args.steps} steps of {args.step_size} (PGD, BIM); "
+               f"{machine(args.threads, load_before)}.")
     write_report(args.out, args.name, "Poisoning cost per face", context, table, results, args)
 
 

@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import logging
 import os
-import platform
 import time
 from pathlib import Path
 
@@ -29,7 +28,7 @@ import numpy as np
 import torch
 from diffusers import DDPMScheduler, UNet2DModel
 
-from bench_report import markdown_table, write_report
+from bench_report import add_run_arguments, machine, markdown_table, start_run, write_report
 from robust_deepfake.demo import available_identities
 from robust_deepfake.poison import to_tensor
 from robust_deepfake.purify import (DIFFUSION_PURIFIERS, purification_table, purify, resize_images,
@@ -136,17 +135,14 @@ def main() -> None:
     parser.add_argument("--purifiers", nargs="+", default=[label for label, _, _ in RUNS],
                         help="labels of RUNS to time (default all)")
     parser.add_argument("--name", default="purify", help="output file stem under --out")
-    parser.add_argument("--threads", type=int, default=1,
-                        help="torch CPU threads (1: timings on a shared machine vary least)")
-    parser.add_argument("--out", type=Path, default=REPO / "bench" / "out")
+    add_run_arguments(parser)
     args = parser.parse_args()
-    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    torch.set_num_threads(args.threads)
+    start_run(args)
     cv2.setNumThreads(args.threads)
     unet, scheduler = build_unet(args)
     faces = face_crops(args.images, args.crop_size)
 
-    load_before = os.getloadavg()
+    load_before = os.getloadavg()[0]
     results = [resize_row(faces, args.unet_size)]
     for label, name, settings in RUNS:
         if label in args.purifiers:
@@ -155,7 +151,6 @@ def main() -> None:
 
     table = markdown(results)
     n_params = sum(p.numel() for p in unet.parameters())
-    load = f"load average {load_before[0]:.1f} before, {os.getloadavg()[0]:.1f} after"
     context = (f"{args.images} real face crops of {args.crop_size} px (the demo's astronaut and Grace Hopper "
                f"photographs at {args.images // 2} offsets), purified by `purify` in batches of {args.batch_size}. "
                f"UNet: diffusers UNet2DModel at {args.unet_size} px, block_out_channels "
@@ -163,8 +158,8 @@ def main() -> None:
                f"({n_params / 1e6:.2f} M parameters), with RANDOM weights: diffusion rows are timing and UNet "
                f"evaluations only (quality '—'); faces are resized {args.crop_size} -> {args.unet_size} -> "
                f"{args.crop_size} px around the UNet, whose cost the 'resize only' row shows. PSNR / SSIM are "
-               f"of the purified face against its (clean) input. CPU, {args.threads} torch thread(s), "
-               f"{os.cpu_count()} cores ({load}), {platform.processor() or platform.machine()}.")
+               f"of the purified face against its (clean) input. "
+               f"{machine(args.threads, load_before)}.")
     write_report(args.out, args.name, "Purification cost per face", context, table, results, args)
 
 
