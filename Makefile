@@ -29,4 +29,4 @@ bench: venv
 	$(BIN)/python bench/bench_faces.py
 
 clean:
-	rm -rf results logs benchmarks resources/demo .snakemake
+	rm -rf results logs benchmarks resources .snakemake

@@ -25,7 +25,8 @@ RESULTS = f"results/{DATASET}"
 LOGS = f"logs/{DATASET}"
 BENCHMARKS = f"benchmarks/{DATASET}"
 SHARDS = [shard_name(i) for i in range(config["shards"])]
-DEMO_ROOT = "resources/demo"
+# one rendering per dataset name, so that a study with other demo settings leaves the demo intact
+DEMO_ROOT = f"resources/{DATASET}"
 # the demo is rendered in the plain folders layout
 INGEST_LAYOUT = "folders" if config["dataset"]["layout"] == "demo" else config["dataset"]["layout"]
 

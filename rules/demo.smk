@@ -12,9 +12,9 @@ rule render_demo:
         seed=config["seed"],
         code=code_fingerprint("demo"),
     log:
-        "logs/render_demo.log",
+        f"{LOGS}/render_demo.log",
     benchmark:
-        "benchmarks/render_demo.tsv"
+        f"{BENCHMARKS}/render_demo.tsv"
     conda:
         "../envs/media.yaml"
     script:
