@@ -19,6 +19,20 @@ def test_default_config_is_valid():
     assert cfg["split"]["fractions"] == {"A": 0.7, "B": 0.2, "C": 0.1}
 
 
+@pytest.mark.parametrize("layer", ["smoke.yaml", "study.yaml"])
+def test_config_layers_are_valid_over_the_default(layer):
+    """The layers are used as `--configfile config/config.yaml config/<layer>`: Snakemake merges
+    nested keys, so validate exactly that merge."""
+    from snakemake.utils import update_config
+
+    cfg = default_config()
+    update_config(cfg, yaml.safe_load((REPO / "config" / layer).read_text()))
+    validated = validate_config(cfg)
+    if layer == "study.yaml":
+        assert validated["dataset"]["name"] != "demo"  # its own results, the demo's stay intact
+        assert {0, 1} <= set(validated["poison"]["poison_rate"])
+
+
 def test_negative_margin_names_key_and_bound():
     cfg = default_config()
     cfg["crop"]["margin"] = -0.2
