@@ -94,9 +94,13 @@ def plot_auc_vs_rate(table: pd.DataFrame, path: str | Path) -> None:
     per purifier (and backbone/training/generator when several are in the grid); an x on the axis
     marks a scenario that left nothing to train a detector on."""
     fig, ax = plt.subplots(figsize=(6, 4))
+    table = table.assign(auc=table.get("auc", np.nan))
+    # the clean scenario (rate 0, whatever its attack is named) starts every attack's line
+    clean, attacked = table[table["poison_rate"] == 0], table[table["poison_rate"] > 0]
+    attacks = attacked["attack"].unique()
+    table = pd.concat([attacked] + [clean.assign(attack=a) for a in attacks]) if len(attacks) else clean
     groups = ["backbone", "training", "generator", "attack", "purifier"]
     varying = [g for g in groups if table[g].nunique() > 1] or ["purifier"]
-    table = table.assign(auc=table.get("auc", np.nan))
     for key, group in table.groupby(varying, sort=True):
         group = group.sort_values("poison_rate")
         line, = ax.plot(group["poison_rate"], group["auc"], marker="o", label=" / ".join(map(str, np.atleast_1d(key))))
@@ -107,7 +111,7 @@ def plot_auc_vs_rate(table: pd.DataFrame, path: str | Path) -> None:
     ax.set(xlabel="poison rate (share of split B's real media disrupted)", ylabel="AUC on split C (frames)",
            title="Detector AUC against poisoning", ylim=(0, 1.02))
     ax.grid(alpha=0.3)
-    ax.legend(title=" / ".join(varying), fontsize=8)
+    ax.legend(title=" / ".join(varying), fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1))
     _save(fig, path)
 
 
