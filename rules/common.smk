@@ -44,6 +44,8 @@ DIFFUSION_PURIFIERS = ["diffpure", "ddpm_reverse"]
 GPU_PER_JOB = 0 if config["device"] == "cpu" else 1
 # One detector per scenario; its path names every setting its result depends on.
 SCENARIO = "{backbone}/{training}/{generator}/{attack}/{rate}/{purifier}"
+# the same axes, as one file name (logs, benchmarks)
+SCENARIO_FILE = "{backbone}_{training}_{generator}_{attack}_{rate}_{purifier}"
 # The experiment table and figures of one named study (its grid), so several grids over one
 # dataset keep their own tables while sharing every scenario's detector and evaluation.
 STUDY = f"{RESULTS}/studies/{config['study']}"

@@ -16,9 +16,9 @@ rule train_detector:
     resources:
         gpu=GPU_PER_JOB,
     log:
-        f"{LOGS}/train_detector/{SCENARIO.replace('/', '_')}.log",
+        f"{LOGS}/train_detector/{SCENARIO_FILE}.log",
     benchmark:
-        f"{BENCHMARKS}/train_detector/{SCENARIO.replace('/', '_')}.tsv"
+        f"{BENCHMARKS}/train_detector/{SCENARIO_FILE}.tsv"
     conda:
         "../envs/torch.yaml"
     script:

@@ -17,9 +17,9 @@ rule evaluate_detector:
     resources:
         gpu=GPU_PER_JOB,
     log:
-        f"{LOGS}/evaluate_detector/{SCENARIO.replace('/', '_')}.log",
+        f"{LOGS}/evaluate_detector/{SCENARIO_FILE}.log",
     benchmark:
-        f"{BENCHMARKS}/evaluate_detector/{SCENARIO.replace('/', '_')}.tsv"
+        f"{BENCHMARKS}/evaluate_detector/{SCENARIO_FILE}.tsv"
     conda:
         "../envs/torch.yaml"
     script:
