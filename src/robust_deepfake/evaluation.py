@@ -21,7 +21,6 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterator
 
-import cv2
 import numpy as np
 import pandas as pd
 import torch
@@ -30,7 +29,7 @@ from tqdm import tqdm
 from robust_deepfake.attacks import run_attack
 from robust_deepfake.detector import per_sample_bce
 from robust_deepfake.distortions import distort
-from robust_deepfake.images import read_image
+from robust_deepfake.images import read_image, to_rgb
 from robust_deepfake.models.detector import DeepfakeDetector
 from robust_deepfake.scoring import attack_success_rate, detection_metrics, video_scores
 from robust_deepfake.seeding import item_seed
@@ -55,9 +54,7 @@ def evaluation_faces(part_c: pd.DataFrame, test_fakes: list[pd.DataFrame]) -> pd
 
 def _pixels(images_bgr: list[np.ndarray], size: int, device: torch.device) -> torch.Tensor:
     """BGR uint8 crops -> (N, 3, size, size) RGB in [0, 1], area-resized as for training."""
-    rgb = [cv2.cvtColor(cv2.resize(im, (size, size), interpolation=cv2.INTER_AREA) if im.shape[:2] != (size, size)
-                        else im, cv2.COLOR_BGR2RGB) for im in images_bgr]
-    return torch.from_numpy(np.stack(rgb)).permute(0, 3, 1, 2).float().div(255).to(device)
+    return torch.from_numpy(np.stack([to_rgb(im, size) for im in images_bgr])).permute(0, 3, 1, 2).float().div(255).to(device)
 
 
 def _batches(faces: pd.DataFrame, batch_size: int) -> Iterator[pd.DataFrame]:

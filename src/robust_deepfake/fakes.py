@@ -43,12 +43,12 @@ def fake_sources(manifest: pd.DataFrame) -> pd.DataFrame:
     manifest gives the faces the reject step kept, purified (the trainer's); a split manifest its
     real faces as cropped (the evaluation's, never attacked)."""
     reals = manifest[manifest["label"] == 0]
-    if "kept" in manifest.columns:
+    purified = "kept" in manifest.columns
+    if purified:
         reals = reals[reals["kept"].astype(bool)]
     # from the filtered frame's own column: assigning another frame's Series to an empty frame
     # would adopt that Series' index and bring every rejected row back as an empty record
-    return reals.assign(image_path=reals["purified_path" if "kept" in manifest.columns else "face_path"]
-                        ).reset_index(drop=True)
+    return reals.assign(image_path=reals["purified_path" if purified else "face_path"]).reset_index(drop=True)
 
 
 def plan_fakes(reals: pd.DataFrame, conditions: list[str] | None, per_face: int, seed: int) -> pd.DataFrame:

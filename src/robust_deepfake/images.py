@@ -36,10 +36,15 @@ def read_image(path: str | Path) -> np.ndarray:
     return image
 
 
-def read_rgb(path: str | Path, size: int | None = None) -> np.ndarray:
+def to_rgb(image_bgr: np.ndarray, size: int | None = None) -> np.ndarray:
     """uint8 RGB, resized to (size, size) with area interpolation (as a downscale should be) when
-    `size` is given and differs."""
-    image = read_image(path)
-    if size is not None and image.shape[:2] != (size, size):
-        image = cv2.resize(image, (size, size), interpolation=cv2.INTER_AREA)
-    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+    `size` is given and differs. Training and evaluation both go through here, so a detector sees
+    its test faces resized exactly as its training faces."""
+    if size is not None and image_bgr.shape[:2] != (size, size):
+        image_bgr = cv2.resize(image_bgr, (size, size), interpolation=cv2.INTER_AREA)
+    return cv2.cvtColor(image_bgr, cv2.COLOR_BGR2RGB)
+
+
+def read_rgb(path: str | Path, size: int | None = None) -> np.ndarray:
+    """The image at `path` as `to_rgb` gives it."""
+    return to_rgb(read_image(path), size)

@@ -82,20 +82,21 @@ def create_backbone(config: DetectorConfig, pretrained_file: str | Path | None =
         raise ValueError(f"{path} does not hold weights of timm model {config.backbone}: {exc}") from None
 
 
-def save_detector(model: DeepfakeDetector, path: str | Path, extra: dict | None = None) -> None:
-    """Write weights and configuration atomically; `extra` adds plain-typed facts (epoch, val AUC)."""
-    payload = {"format": CHECKPOINT_FORMAT, "version": CHECKPOINT_VERSION, "config": asdict(model.config),
-               "model": model.state_dict(), **(extra or {})}
+def _write_checkpoint(path: str | Path, config: DetectorConfig, **fields) -> None:
+    """Format, version and configuration, plus `fields`, written atomically."""
+    payload = {"format": CHECKPOINT_FORMAT, "version": CHECKPOINT_VERSION, "config": asdict(config), **fields}
     with atomic_path(path) as tmp:
         torch.save(payload, tmp)
+
+
+def save_detector(model: DeepfakeDetector, path: str | Path, extra: dict | None = None) -> None:
+    """Write weights and configuration atomically; `extra` adds plain-typed facts (epoch, val AUC)."""
+    _write_checkpoint(path, model.config, model=model.state_dict(), **(extra or {}))
 
 
 def save_untrained(config: DetectorConfig, path: str | Path, reason: str) -> None:
     """The checkpoint of a scenario with nothing to train on: the configuration and the reason."""
-    payload = {"format": CHECKPOINT_FORMAT, "version": CHECKPOINT_VERSION, "config": asdict(config),
-               "untrained": reason}
-    with atomic_path(path) as tmp:
-        torch.save(payload, tmp)
+    _write_checkpoint(path, config, untrained=reason)
 
 
 def read_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> dict:

@@ -34,8 +34,8 @@ from torch import nn
 from tqdm import tqdm
 
 from robust_deepfake.atomic import atomic_path
-from robust_deepfake.images import read_rgb
 from robust_deepfake.face_mask import landmark_face_mask, match_colors_lab, paste_face
+from robust_deepfake.images import read_rgb
 
 log = logging.getLogger(__name__)
 
