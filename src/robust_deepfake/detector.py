@@ -197,7 +197,8 @@ def train_detector(train: pd.DataFrame, val: pd.DataFrame, config: DetectorConfi
     work_dir.mkdir(parents=True, exist_ok=True)
     last, best = work_dir / "last.pt", work_dir / "best.pt"
     model = DeepfakeDetector(config, pretrained_file).to(device)
-    optimizer = torch.optim.Adam(model.parameters(), lr=settings["lr"], weight_decay=settings["weight_decay"])
+    optimizer = torch.optim.Adam(model.parameters(), lr=settings["lr"], weight_decay=settings["weight_decay"],
+                                 fused=True)
     epochs = settings["epochs"]
     scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=epochs)
     attack_rng = torch.Generator().manual_seed(seed)

@@ -80,7 +80,7 @@ def train_identity_extractor(images: torch.Tensor, identities: list[str], *, ste
     torch.manual_seed(seed)
     backbone = timm.create_model("resnet18", pretrained=False, num_classes=len(names))
     extractor = FeatureExtractor("identity_resnet18", backbone, size)
-    optimizer = torch.optim.Adam(backbone.parameters(), lr=lr)
+    optimizer = torch.optim.Adam(backbone.parameters(), lr=lr, fused=True)
     generator = torch.Generator().manual_seed(seed)
     history = []
     extractor.train()

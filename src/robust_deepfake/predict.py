@@ -65,7 +65,7 @@ def _frames(path: Path, frames_per_video: int) -> tuple[str, dict[int, np.ndarra
 class Predictor:
     """A detector plus the face detector and crop settings that feed it."""
 
-    def __init__(self, model: DeepfakeDetector, device: torch.device, margin: float = 0.3, crop_size: int = 128,
+    def __init__(self, model: DeepfakeDetector, device: torch.device, margin: float = 0.3, crop_size: int = 64,
                  min_confidence: float = 0.9, frames_per_video: int = 16) -> None:
         self.model, self.device = model.eval(), device
         self.faces = build_detector(str(device), min_face_size=40, thresholds=(0.6, 0.7, 0.7), scale_factor=0.709)

@@ -174,7 +174,7 @@ def train_ddpm(faces: Sequence[np.ndarray], config: DDPMConfig, out_dir: str | P
     device = resolve_device(device) if isinstance(device, str) else device
     unet = build_unet(config).to(device)
     scheduler = build_scheduler(config)
-    optimizer = torch.optim.Adam(unet.parameters(), lr=config.lr)
+    optimizer = torch.optim.Adam(unet.parameters(), lr=config.lr, fused=True)
     ema = (EMAModel(unet.parameters(), decay=config.ema_decay, use_ema_warmup=True, power=EMA_WARMUP_POWER)
            if config.ema_decay is not None else None)
     generator = torch.Generator().manual_seed(config.seed)

@@ -404,8 +404,8 @@ class _StarGANTrainer:
             self.D = StarGANDiscriminator(config.image_size, config.d_conv_dim or config.conv_dim, c_dim,
                                           config.d_repeat_num or default_d_repeat_num(config.image_size)).to(device)
         betas = (config.beta1, config.beta2)
-        self.g_optimizer = torch.optim.Adam(self.G.parameters(), config.lr, betas)
-        self.d_optimizer = torch.optim.Adam(self.D.parameters(), config.lr, betas)
+        self.g_optimizer = torch.optim.Adam(self.G.parameters(), config.lr, betas, fused=True)
+        self.d_optimizer = torch.optim.Adam(self.D.parameters(), config.lr, betas, fused=True)
 
     def state(self, step: int) -> dict:
         return {"step": step, "config": self.config.record(), "G": self.G.state_dict(), "D": self.D.state_dict(),
