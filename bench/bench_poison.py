@@ -5,13 +5,13 @@ write PNG, measure on the written image).
 The generators are the pipeline's own classes (FaceSwapAutoencoder at the demo's settings, the
 official-size StarGANGenerator) with RANDOM weights: the timings are those of the real networks;
 the disruption figures only show that the attack moves the outputs, not how much a trained
-generator is disrupted. Crops are random 8-bit images at the demo's crop size; the generator
-resizes them to its own size and back, as the pipeline's generators do.
+generator is disrupted. Crops are random 8-bit images at the demo's crop size; a generator of
+another size resizes them to its own and back, as the pipeline's generators do.
 
 bim and fgsm start at the clean image, where the Ruiz et al. MSE loss has a zero gradient, so every
 attack runs with the push-to-black loss ('target'); PGD is also timed with 'mse' (the default).
 
-    .venv/bin/python bench/bench_poison.py [--images 16] [--crop-size 128] [--image-size 64] [--out bench/out]
+    .venv/bin/python bench/bench_poison.py [--images 16] [--crop-size 64] [--image-size 64] [--out bench/out]
 
 Writes <out>/<name>.md (the Markdown table, also printed) and <out>/<name>.json.
 """
@@ -50,7 +50,7 @@ def build_generators(args) -> dict[str, object]:
     with torch.random.fork_rng():
         torch.manual_seed(0)
         identities = [f"id{k}" for k in range(args.identities)]
-        faceswap = FaceSwapGenerator(FaceSwapAutoencoder(identities, args.image_size, args.channels, 128))
+        faceswap = FaceSwapGenerator(FaceSwapAutoencoder(identities, args.image_size, args.channels, args.latent_dim))
         stargan = StarGANFaceGenerator(StarGANGenerator(conv_dim=64, c_dim=5, repeat_num=6)).eval()
     return {"faceswap_ae": faceswap, "stargan": stargan}
 
@@ -99,10 +99,11 @@ def markdown(rows: list[dict]) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--images", type=int, default=16)
-    parser.add_argument("--crop-size", type=int, default=128, help="crop side (config crop.size)")
+    parser.add_argument("--crop-size", type=int, default=64, help="crop side (config crop.size)")
     parser.add_argument("--image-size", type=int, default=64, help="generator side (faceswap_ae.image_size)")
     parser.add_argument("--channels", type=int, default=16, help="faceswap_ae.channels (demo: 16)")
-    parser.add_argument("--identities", type=int, default=8, help="face-swap decoders (faceswap_ae.max_identities)")
+    parser.add_argument("--latent-dim", type=int, default=1024, help="faceswap_ae.latent_dim (demo: 1024)")
+    parser.add_argument("--identities", type=int, default=4, help="face-swap decoders (faceswap_ae.max_identities)")
     parser.add_argument("--generators", nargs="+", default=["faceswap_ae", "stargan"])
     parser.add_argument("--batch-sizes", nargs="+", type=int, default=BATCH_SIZES)
     parser.add_argument("--attacks", nargs="+", default=[a for a, _ in RUNS], help="subset of pgd bim fgsm gaussian")
@@ -130,7 +131,7 @@ def main() -> None:
     context = (f"{args.images} random {args.crop_size} px crops, poisoned end to end by `poison_faces` (read, "
                f"attack, quantise, write PNG, measure). Generators: the pipeline's classes with RANDOM weights "
                f"(timing only; disruption figures are not those of trained generators): faceswap_ae at "
-               f"{args.image_size} px, {args.channels} channels, {args.identities} decoders; stargan at 128 px, "
+               f"{args.image_size} px, {args.channels} channels, latent {args.latent_dim}, {args.identities} decoders; stargan at 128 px, "
                f"conv_dim 64, 6 blocks, 5 attributes ({sizes}). Losses sum over every condition. eps {args.epsilon}, "
                f"{args.steps} steps of {args.step_size} (PGD, BIM); "
                f"{machine(args.threads, load_before)}.")
