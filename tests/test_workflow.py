@@ -20,6 +20,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from robust_deepfake.cli import DEFAULT_CHECKPOINT
 from robust_deepfake.manifest import read_manifest, read_manifests
 from robust_deepfake.split import check_disjoint
 
@@ -277,3 +278,14 @@ def test_a_killed_detector_training_resumes_from_its_last_epoch(demo_run):
     assert history["epoch"].tolist() == list(range(1, 61))
     # back to the suite's config, so that later tests see the complete run they expect
     snakemake(demo_run, "--cores", "1", "--", target)
+
+
+def test_predicts_default_checkpoint_is_what_the_default_config_trains(tmp_path):
+    """`robust-deepfake predict` without --checkpoint loads the demo's clean plain detector, so a
+    default run (`make demo`) must write exactly that file (a renamed scenario path once left it
+    pointing at a file no run makes)."""
+    cmd = SNAKEMAKE + ["--snakefile", str(REPO / "Snakefile"), "--directory", str(tmp_path), "--configfile",
+                       str(REPO / "config" / "config.yaml"), "-n"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert str(DEFAULT_CHECKPOINT) in proc.stdout + proc.stderr
