@@ -12,7 +12,9 @@ import torch
 
 from conftest import jittered_crops
 from robust_deepfake.face_mask import landmark_face_mask
-from robust_deepfake.models.faceswap_ae import (CHECKPOINT_NAME, FaceSwapAutoencoder, FaceSwapGenerator,
+from robust_deepfake.atomic import write_image
+from robust_deepfake.images import MediaError
+from robust_deepfake.models.faceswap_ae import (CHECKPOINT_NAME, FaceCropFiles, FaceSwapAutoencoder, FaceSwapGenerator,
                                                blend_swap, faces_to_tensor, load_faceswap, most_frequent_identities,
                                                random_warp_pair,
                                                save_faceswap, tensor_to_rgb, train_faceswap)
@@ -74,6 +76,22 @@ def test_random_warp_is_seeded_and_warps_only_the_input():
     warped, target = first
     assert torch.allclose(target, images, atol=1e-5), "no similarity transform asked: target is the input"
     assert (warped - target).abs().mean() > 0.01
+
+
+def test_face_crop_files_decode_each_file_once_within_the_cache_budget(tmp_path):
+    paths = []
+    for k in range(3):
+        paths.append(tmp_path / f"{k}.png")
+        write_image(paths[-1], np.full((8, 8, 3), 40 * k, np.uint8))
+    files = FaceCropFiles(paths, cache_bytes=2 * 8 * 8 * 3)  # room for two crops
+    first = [files[k] for k in range(3)]
+    for path in paths:
+        path.unlink()
+    assert [int(files[k][0, 0, 0]) for k in range(2)] == [0, 40], "cached crops come from memory"
+    with pytest.raises(MediaError):
+        files[2]  # over the budget: read from disk again, which is gone now
+    with pytest.raises(ValueError):
+        first[0][0, 0, 0] = 1  # shared with the cache, so read-only
 
 
 def test_training_reduces_the_reconstruction_loss(faces):

@@ -15,7 +15,6 @@ from robust_deepfake.devices import resolve_device  # noqa: E402
 from robust_deepfake.disruption import DISRUPTION_METRICS, generator_disruption  # noqa: E402
 from robust_deepfake.generators import load_generator  # noqa: E402
 from robust_deepfake.manifest import PURIFY_COLUMNS, read_manifest, write_manifest  # noqa: E402
-from robust_deepfake.models.ddpm import load_ddpm  # noqa: E402
 from robust_deepfake.poison import read_crops, to_tensor  # noqa: E402
 from robust_deepfake.purify import (DIFFUSION_PURIFIERS, calibration_threshold, purify_split,  # noqa: E402
                                     settings_from_config, summarise_purification)
@@ -30,7 +29,11 @@ device = resolve_device(p.device)
 purifier = "none" if name == "adv_generator" else name
 settings = settings_from_config(purifier, p.purifier_config)
 model_dir = Path(snakemake.input.ddpm[0]).parent if snakemake.input.ddpm else None  # <model>/unet
-unet, scheduler = load_ddpm(model_dir, device) if purifier in DIFFUSION_PURIFIERS else (None, None)
+unet, scheduler = None, None
+if purifier in DIFFUSION_PURIFIERS:  # diffusers' import costs the other purifiers' jobs 5 s
+    from robust_deepfake.models.ddpm import load_ddpm
+
+    unet, scheduler = load_ddpm(model_dir, device)
 
 part_a = read_manifest(snakemake.input.calibration)
 calibration = part_a[part_a["label"] == 0].sample(n=min(p.calibration_faces, int((part_a["label"] == 0).sum())),

@@ -57,7 +57,7 @@ class _AttributeFaces(Dataset):
         return len(self.files)
 
     def __getitem__(self, index: int):
-        image = torch.from_numpy(self.files[index]).permute(2, 0, 1).float() / 127.5 - 1.0
+        image = torch.tensor(self.files[index]).permute(2, 0, 1).float() / 127.5 - 1.0
         return image, self.labels[index]
 
 

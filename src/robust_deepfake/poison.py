@@ -26,7 +26,6 @@ import cv2
 import numpy as np
 import pandas as pd
 import torch
-from torchvision.utils import make_grid
 from tqdm import tqdm
 
 from robust_deepfake.atomic import atomic_path, write_image
@@ -169,7 +168,10 @@ def write_encoded(path: Path, image_bgr: np.ndarray) -> np.ndarray:
 def disruption_grid(clean: torch.Tensor, poisoned: torch.Tensor, g_clean: torch.Tensor, g_poisoned: torch.Tensor,
                     path: str | Path, rows: int = 4) -> None:
     """A PNG with one face per row: clean | poisoned | G(clean) | G(poisoned) (RGB tensors in [-1, 1],
-    all of one shape), to see what the poison does."""
+    all of one shape), to see what the poison does. torchvision is imported here, not with the
+    module: its import (3 s, torch._dynamo) would be paid by every job that reads crops."""
+    from torchvision.utils import make_grid
+
     n = min(rows, clean.shape[0])
     tiles = [clean[:n], poisoned[:n], g_clean[:n], g_poisoned[:n]]
     grid = make_grid(torch.stack(tiles, dim=1).flatten(0, 1).detach().float().cpu(), nrow=4, padding=2,

@@ -63,15 +63,13 @@ import time
 from pathlib import Path
 import numbers
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import cv2
 import numpy as np
 import pandas as pd
 import torch
 import torch.nn.functional as F
-from diffusers import DDPMScheduler, UNet2DModel
-from diffusers.utils.torch_utils import randn_tensor
 from skimage.metrics import structural_similarity
 from tqdm import tqdm
 
@@ -81,6 +79,9 @@ from robust_deepfake.disruption import DATA_RANGE
 from robust_deepfake.manifest import media_slug
 from robust_deepfake.poison import read_crops, to_tensor
 from robust_deepfake.seeding import item_seed
+
+if TYPE_CHECKING:  # diffusers costs ~5 s at import and only the diffusion purifiers need it
+    from diffusers import DDPMScheduler, UNet2DModel
 
 log = logging.getLogger(__name__)
 
@@ -140,6 +141,8 @@ def diffpure(images: torch.Tensor, unet: UNet2DModel, scheduler: DDPMScheduler, 
     info: Info = {"unet_evals": 0, "t_star": step, "sampler": sampler, "resized": False}
     if step == 0:
         return images.clone(), info
+    from diffusers.utils.torch_utils import randn_tensor
+
     x0 = _to_unet(images, unet)
     noise = randn_tensor(x0.shape, generator=generator, device=x0.device, dtype=x0.dtype)
     x_t = scheduler.add_noise(x0, noise, torch.tensor([step - 1], device=x0.device))
@@ -182,6 +185,8 @@ def _ddpm_denoise(x: torch.Tensor, unet: UNet2DModel, scheduler: DDPMScheduler, 
                   generator: Generator) -> tuple[torch.Tensor, int]:
     """Ancestral DDPM steps from index start - 1 to 0. A fresh scheduler from the same config, so
     a caller's set_timesteps cannot change the step (each step goes to index t - 1)."""
+    from diffusers import DDPMScheduler
+
     ddpm = DDPMScheduler.from_config(scheduler.config)
     steps = range(start - 1, -1, -1)
     for t in tqdm(steps, desc="ddpm denoise", leave=False, disable=None):
