@@ -12,6 +12,9 @@ rule train_generator:
         device=config["device"],
         code=code_fingerprint("generators"),
     threads: 1
+    # Poisoning and everything after it wait for this job; start it before the DDPM and the
+    # feature extractor, which nothing waits on as long (the demo's critical path).
+    priority: 10
     resources:
         gpu=GPU_PER_JOB,
     log:
