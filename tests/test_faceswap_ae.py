@@ -11,8 +11,8 @@ import skimage.data
 import torch
 
 from conftest import jittered_crops
-from robust_deepfake.face_mask import landmark_face_mask
 from robust_deepfake.atomic import write_image
+from robust_deepfake.face_mask import landmark_face_mask
 from robust_deepfake.images import MediaError
 from robust_deepfake.models.faceswap_ae import (CHECKPOINT_NAME, FaceCropFiles, FaceSwapAutoencoder, FaceSwapGenerator,
                                                blend_swap, faces_to_tensor, load_faceswap, most_frequent_identities,
