@@ -131,7 +131,8 @@ def main() -> None:
     context = (f"{args.images} random {args.crop_size} px crops, poisoned end to end by `poison_faces` (read, "
                f"attack, quantise, write PNG, measure). Generators: the pipeline's classes with RANDOM weights "
                f"(timing only; disruption figures are not those of trained generators): faceswap_ae at "
-               f"{args.image_size} px, {args.channels} channels, latent {args.latent_dim}, {args.identities} decoders; stargan at 128 px, "
+               f"{args.image_size} px, {args.channels} channels, latent {args.latent_dim}, {args.identities} decoders; "
+               f"stargan at 128 px, "
                f"conv_dim 64, 6 blocks, 5 attributes ({sizes}). Losses sum over every condition. eps {args.epsilon}, "
                f"{args.steps} steps of {args.step_size} (PGD, BIM); "
                f"{machine(args.threads, load_before)}.")

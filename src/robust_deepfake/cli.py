@@ -27,7 +27,8 @@ def _parser() -> argparse.ArgumentParser:
     predict.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N (default: auto)")
     predict.add_argument("--frames", type=int, default=16, help="frames sampled evenly per video (default: 16)")
     predict.add_argument("--margin", type=float, default=0.3, help="crop margin, as crop.margin (default: 0.3)")
-    predict.add_argument("--crop-size", type=int, default=64, help="crop side, as crop.size (default: 64, the default config's)")
+    predict.add_argument("--crop-size", type=int, default=64,
+                         help="crop side, as crop.size (default: 64, the default config's)")
     return parser
 
 

@@ -63,10 +63,12 @@ def _frames(path: Path, frames_per_video: int) -> tuple[str, dict[int, np.ndarra
 
 
 class Predictor:
-    """A detector plus the face detector and crop settings that feed it."""
+    """A detector plus the face detector and crop settings that feed it. The crop settings and the
+    frame count have no defaults here: `robust-deepfake predict`'s options own them, so they are
+    stated once."""
 
-    def __init__(self, model: DeepfakeDetector, device: torch.device, margin: float = 0.3, crop_size: int = 64,
-                 min_confidence: float = 0.9, frames_per_video: int = 16) -> None:
+    def __init__(self, model: DeepfakeDetector, device: torch.device, *, margin: float, crop_size: int,
+                 frames_per_video: int, min_confidence: float = 0.9) -> None:
         self.model, self.device = model.eval(), device
         self.faces = build_detector(str(device), min_face_size=40, thresholds=(0.6, 0.7, 0.7), scale_factor=0.709)
         self.margin, self.crop_size, self.min_confidence = margin, crop_size, min_confidence
