@@ -10,7 +10,9 @@ from snakemake.utils import min_version
 min_version("8.0")
 
 
-configfile: "config/config.yaml"
+# The default config, from the checkout whatever the working directory (--directory): presets and
+# layers given with --configfile go on top of it.
+configfile: f"{workflow.basedir}/config/config.yaml"
 
 
 report: "report/workflow.rst"

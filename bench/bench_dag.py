@@ -210,7 +210,7 @@ def row(shards: int, videos: int, target: str, result: dict, jobs: int | None, v
 # Indented labels are parts of the row above them.
 PHASES = [
     ("parse the workflow (Snakefile, rules/*.smk)", "snakemake/workflow.py", "include"),
-    ("  of which code_fingerprint (params: code)", "robust_deepfake/fingerprint.py", "code_fingerprint"),
+    ("  of which script_fingerprint (params: code)", "robust_deepfake/fingerprint.py", "script_fingerprint"),
     ("  of which validate_config", "robust_deepfake/config.py", "validate_config"),
     ("build the DAG (workflow._build_dag)", "snakemake/workflow.py", "_build_dag"),
     ("  first pass (dag.init)", "snakemake/dag.py", "init"),

@@ -14,7 +14,7 @@ sys.path.insert(0, SRC)
 os.environ.update(PYTHONPATH=os.pathsep.join(p for p in (SRC, os.environ.get("PYTHONPATH")) if p))
 
 from robust_deepfake.config import PURIFIER_CONFIG_KEYS, validate_config
-from robust_deepfake.fingerprint import code_fingerprint
+from robust_deepfake.fingerprint import script_fingerprint
 from robust_deepfake.ingest import listing_fingerprint, options_from_config
 from robust_deepfake.manifest import shard_digests, shard_name
 
@@ -24,7 +24,6 @@ DATASET = config["dataset"]["name"]
 RESULTS = f"results/{DATASET}"
 LOGS = f"logs/{DATASET}"
 BENCHMARKS = f"benchmarks/{DATASET}"
-SHARDS = [shard_name(i) for i in range(config["shards"])]
 # one rendering per dataset name, so that a study with other demo settings leaves the demo intact
 DEMO_ROOT = f"resources/{DATASET}"
 # the demo is rendered in the plain folders layout
@@ -61,6 +60,12 @@ wildcard_constraints:
     purifier="|".join(PURIFIERS),
     backbone=r"[A-Za-z0-9_.]+",
     training="plain|fgsm|pgd",
+
+
+def script_code(script):
+    """A rule's `code` param: the fingerprint of its workflow script and of the package code the
+    script runs, so that editing any of it reruns the rule."""
+    return script_fingerprint(Path(workflow.basedir) / "workflow_scripts" / script)
 
 
 def dataset_root():
@@ -106,6 +111,13 @@ def _cached_shard_digests(manifest, mtime):
     return shard_digests(manifest)
 
 
+def shard_outputs(pattern):
+    """`pattern` for every shard that holds media. Ingest sizes the shard count from the media
+    count, so the shards exist only once it has run: an input function of its checkpoint."""
+    manifest = checkpoints.ingest.get().output.media
+    return expand(pattern, shard=[shard_name(s) for s in _cached_shard_digests(manifest, os.path.getmtime(manifest))])
+
+
 def generator_model(name, variant="main"):
     return f"{RESULTS}/generators/{name}/{variant}/model.pt"
 
@@ -134,7 +146,7 @@ def fake_generation_params():
         image_format=config["fakes"]["image_format"],
         seed=config["seed"],
         device=config["device"],
-        code=code_fingerprint("fakes"),
+        code=script_code("generate_fakes.py"),
     )
 
 

@@ -10,7 +10,7 @@ rule crop_faces:
         margin=config["crop"]["margin"],
         size=config["crop"]["size"],
         image_format=config["crop"]["image_format"],
-        code=code_fingerprint("crop"),
+        code=script_code("crop_faces.py"),
     log:
         f"{LOGS}/crop_faces/{{shard}}.log",
     benchmark:

@@ -11,7 +11,7 @@ rule train_ddpm:
         settings=config["ddpm"],
         seed=config["seed"],
         device=config["device"],
-        code=code_fingerprint("defense"),
+        code=script_code("train_ddpm.py"),
     threads: 1
     resources:
         gpu=GPU_PER_JOB,
@@ -38,7 +38,7 @@ rule train_adv_generator:
         attack={"epsilon": config["poison"]["epsilon"], "step_size": config["poison"]["step_size"]},
         seed=config["seed"],
         device=config["device"],
-        code=code_fingerprint("defense"),
+        code=script_code("train_adv_generator.py"),
     threads: 1
     resources:
         gpu=GPU_PER_JOB,

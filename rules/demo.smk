@@ -10,7 +10,7 @@ rule render_demo:
         size=config["demo"]["size"],
         images_per_identity=config["demo"]["images_per_identity"],
         seed=config["seed"],
-        code=code_fingerprint("demo"),
+        code=script_code("render_demo.py"),
     log:
         f"{LOGS}/render_demo.log",
     benchmark:

@@ -14,7 +14,7 @@ rule detect_faces:
         max_side=config["faces"]["max_side"],
         min_confidence=config["faces"]["min_confidence"],
         keep=config["faces"]["keep"],
-        code=code_fingerprint("detect"),
+        code=script_code("detect_faces.py"),
     threads: 1
     resources:
         gpu=GPU_PER_JOB,

@@ -11,7 +11,7 @@ rule train_detector:
         settings=detector_settings,
         seed=config["seed"],
         device=config["device"],
-        code=code_fingerprint("detector"),
+        code=script_code("train_detector.py"),
     threads: 1
     resources:
         gpu=GPU_PER_JOB,

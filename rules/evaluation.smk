@@ -12,7 +12,7 @@ rule evaluate_detector:
         settings=config["evaluate"],
         seed=config["seed"],
         device=config["device"],
-        code=code_fingerprint("evaluation"),
+        code=script_code("evaluate_detector.py"),
     threads: 1
     resources:
         gpu=GPU_PER_JOB,

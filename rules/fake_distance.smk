@@ -9,7 +9,7 @@ rule train_feature_extractor:
     params:
         settings=config["fake_distance"],
         seed=config["seed"],
-        code=code_fingerprint("fake_distance"),
+        code=script_code("train_feature_extractor.py"),
     threads: 1
     resources:
         gpu=GPU_PER_JOB,
@@ -36,7 +36,7 @@ rule measure_fakes:
         purifiers=PURIFIERS,
         inception_weights=config["fake_distance"]["inception_weights"],
         seed=config["seed"],
-        code=code_fingerprint("fake_distance"),
+        code=script_code("measure_fakes.py"),
     threads: 1
     resources:
         gpu=GPU_PER_JOB,
@@ -54,6 +54,8 @@ rule summarise_fake_distance:
                         generator=config["fakes"]["generators"]),
     output:
         f"{RESULTS}/fakes/distance.tsv",
+    params:
+        code=script_code("concat_summaries.py"),
     log:
         f"{LOGS}/summarise_fake_distance.log",
     conda:

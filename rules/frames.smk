@@ -13,7 +13,7 @@ rule extract_frames:
         stride=config["frames"]["stride"],
         max_per_video=config["frames"]["max_per_video"],
         image_format=config["frames"]["image_format"],
-        code=code_fingerprint("frames"),
+        code=script_code("extract_frames.py"),
     log:
         f"{LOGS}/extract_frames/{{shard}}.log",
     benchmark:

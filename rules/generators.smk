@@ -10,7 +10,7 @@ rule train_generator:
         settings=lambda wildcards: config[wildcards.generator],
         seed=lambda wildcards: config["seed"] + (1 if wildcards.variant == "surrogate" else 0),
         device=config["device"],
-        code=code_fingerprint("generators"),
+        code=script_code("train_generator.py"),
     threads: 1
     # Poisoning and everything after it wait for this job; start it before the DDPM and the
     # feature extractor, which nothing waits on as long (the demo's critical path).

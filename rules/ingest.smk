@@ -12,9 +12,10 @@ checkpoint ingest:
         options=options_from_config(INGEST_LAYOUT, config["dataset"]),
         max_per_label=config["dataset"]["max_per_label"],
         shards=config["shards"],
+        media_per_shard=config["media_per_shard"],
         seed=config["seed"],
         listing=dataset_listing,
-        code=code_fingerprint("ingest"),
+        code=script_code("ingest.py"),
     log:
         f"{LOGS}/ingest.log",
     conda:

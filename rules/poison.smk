@@ -20,7 +20,7 @@ rule poison:
         batch_size=config["poison"]["batch_size"],
         seed=config["seed"],
         device=config["device"],
-        code=code_fingerprint("poison"),
+        code=script_code("poison.py"),
     threads: 1
     resources:
         gpu=GPU_PER_JOB,
@@ -40,6 +40,8 @@ rule summarise_poisoning:
         poisoning_paths(f"{RESULTS}/poisoned/{{attack}}/{{rate}}/summary.tsv"),
     output:
         f"{RESULTS}/poisoned/summary.tsv",
+    params:
+        code=script_code("concat_summaries.py"),
     log:
         f"{LOGS}/summarise_poisoning.log",
     conda:

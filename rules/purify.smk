@@ -18,7 +18,7 @@ rule purify:
         calibration_faces=32,
         seed=config["seed"],
         device=config["device"],
-        code=code_fingerprint("purify"),
+        code=script_code("purify.py"),
     threads: 1
     resources:
         gpu=GPU_PER_JOB,
@@ -38,6 +38,8 @@ rule summarise_purification:
         poisoning_paths(f"{RESULTS}/purified/{{attack}}/{{rate}}/{{purifier}}/summary.tsv", purifier=PURIFIERS),
     output:
         f"{RESULTS}/purified/summary.tsv",
+    params:
+        code=script_code("concat_summaries.py"),
     log:
         f"{LOGS}/summarise_purification.log",
     conda:

@@ -17,7 +17,7 @@ rule summarise_experiments:
                        category="Robustness"),
     params:
         scenarios=experiment_scenarios(),
-        code=code_fingerprint("report"),
+        code=script_code("summarise_experiments.py"),
     log:
         f"{LOGS}/summarise_experiments_{config['study']}.log",
     conda:

@@ -1,7 +1,7 @@
 rule split:
     """Identity-disjoint, label-stratified A / B / C parts of the face crops (all shards)."""
     input:
-        crops=expand(f"{RESULTS}/crops/{{shard}}.parquet", shard=SHARDS),
+        crops=lambda wildcards: shard_outputs(f"{RESULTS}/crops/{{shard}}.parquet"),
     output:
         parts=expand(f"{RESULTS}/split/{{part}}.parquet", part=["A", "B", "C"]),
         summary=f"{RESULTS}/split/summary.tsv",
@@ -10,7 +10,7 @@ rule split:
         use_official_test=config["split"]["use_official_test"],
         official_overlap=config["split"]["official_overlap"],
         seed=config["seed"],
-        code=code_fingerprint("split"),
+        code=script_code("split.py"),
     log:
         f"{LOGS}/split.log",
     conda:

@@ -118,3 +118,22 @@ def test_bim_with_mse_loss_is_refused_with_the_reason():
         validate_config(cfg)
     cfg["poison"] = {"attacks": ["pgd", "bim"], "loss": "target"}
     validate_config(cfg)
+
+
+def test_an_unknown_backbone_is_refused_before_any_job():
+    cfg = default_config()
+    cfg["experiments"][0]["backbone"] = ["resnet999"]
+    with pytest.raises(ConfigError) as err:
+        validate_config(cfg)
+    msg = str(err.value)
+    assert "experiments.0.backbone" in msg and "'resnet999' is not a timm model" in msg and "resnet18" in msg
+    cfg["experiments"][0]["backbone"] = ["legacy_xception", "efficientnet_b4", "resnet18.a1_in1k"]
+    validate_config(cfg)
+
+
+def test_the_timm_names_read_from_its_sources_are_timms_own():
+    import timm
+
+    from robust_deepfake.config import timm_model_names
+
+    assert set(timm.list_models()) <= timm_model_names()

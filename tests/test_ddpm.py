@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import json
 import socket
 from dataclasses import replace
@@ -98,14 +100,18 @@ def test_resume_continues_the_step_counter_and_matches_an_uninterrupted_run(face
     assert not torch.equal(_predict(whole), _predict(build_unet(TINY)))  # training changed the model
 
 
-def test_resume_refuses_changed_settings_but_not_more_steps(faces, tmp_path):
+def test_a_state_of_other_settings_is_discarded_but_more_steps_resume(faces, tmp_path, caplog):
     train_ddpm(faces, replace(TINY, steps=2), tmp_path)
-    with pytest.raises(ValueError, match=r"settings changed.*'lr'"):
-        train_ddpm(faces, replace(TINY, lr=5e-4), tmp_path)
     _, history = train_ddpm(faces, replace(TINY, steps=3, save_every=7), tmp_path)
-    assert history[-1]["step"] == 3
-    with pytest.raises(ValueError, match="at step 3, past the 2 steps"):
-        train_ddpm(faces, replace(TINY, steps=2), tmp_path)
+    assert [h["step"] for h in history] == [1, 2, 3]  # resumed: the first two steps come from the state
+    _, fresh = train_ddpm(faces, replace(TINY, steps=2), tmp_path)  # the state is past the 2 steps asked for
+    assert [h["step"] for h in fresh] == [1, 2]
+    assert "at step 3, past the 2 steps asked for; discarding this DDPM training state" in caplog.text
+    caplog.clear()
+    _, fresh = train_ddpm(faces, replace(TINY, lr=5e-4, steps=1), tmp_path)
+    assert [h["step"] for h in fresh] == [1]
+    assert re.search(r"settings changed.*'lr'.*discarding this DDPM training state and training from the start",
+                     caplog.text)
     _, fresh = train_ddpm(faces, replace(TINY, lr=5e-4, steps=1), tmp_path, resume=False)
     assert [h["step"] for h in fresh] == [1]
 
@@ -152,11 +158,14 @@ def test_missing_or_wrong_folders_give_clear_errors(tmp_path):
         load_ddpm(tmp_path)
 
 
-def test_a_corrupt_training_checkpoint_is_named(faces, tmp_path):
+def test_a_corrupt_training_checkpoint_is_named_discarded_and_training_starts_afresh(faces, tmp_path, caplog):
     (tmp_path / CHECKPOINT_PATH).parent.mkdir(parents=True)
     (tmp_path / CHECKPOINT_PATH).write_bytes(b"truncated")
-    with pytest.raises(ValueError, match=f"{tmp_path / CHECKPOINT_PATH} could not be read"):
-        train_ddpm(faces, TINY, tmp_path)
+    _, history = train_ddpm(faces, TINY, tmp_path)
+    assert history[0]["step"] == 1
+    assert (f"{tmp_path / CHECKPOINT_PATH} cannot be read: it is not a torch checkpoint (corrupt, truncated or another "
+            "kind of file); discarding this DDPM training state and training from the start") in caplog.text
+    assert "weights_only" not in caplog.text
 
 
 def test_denoising_errors_compare_the_estimate_with_the_noisy_input(faces):

@@ -286,6 +286,45 @@ def test_extract_frames_bad_media_become_error_rows(tmp_path, video, bad_media, 
     assert len(back) == len(frames) and back["frame_idx"].isna().sum() == len(bad_media) + 1
 
 
+def damage_packet(path: Path, out: Path, index: int) -> int:
+    """A copy of `path` whose packet at presentation position `index` carries garbage of its own
+    length (the file stays demuxable); returns the damaged frame's presentation index."""
+    with av.open(str(path)) as container:
+        packets = [(p.pts, p.pos, p.size) for p in container.demux(video=0) if p.size]
+    order = sorted(pts for pts, _, _ in packets)
+    pts, pos, size = next(p for p in packets if p[0] == order[index])
+    data = bytearray(path.read_bytes())
+    data[pos:pos + size] = bytes(0xFF if k % 2 else 0x00 for k in range(size))
+    out.write_bytes(bytes(data))
+    return order.index(pts)
+
+
+def test_a_damaged_packet_loses_its_frame_only(tmp_path, video, caplog):
+    """One undecodable packet: the frames that decode are kept, the lost one is recorded with why."""
+    damaged = damage_packet(video, tmp_path / "damaged.mp4", GOP)  # a keyframe: its GOP's frames suffer
+    media = media_table([{"media_id": "a/damaged.mp4", "path": str(tmp_path / "damaged.mp4"), "kind": "video"}])
+    with caplog.at_level(logging.WARNING, logger="robust_deepfake.frames"):
+        frames = extract_frames(media, tmp_path / "frames", "stride", 8, 1, N_FRAMES, "png")
+    assert frames["frame_idx"].tolist() == list(range(N_FRAMES))  # one row per wanted frame, in order
+    lost = frames[frames["error"].notna()]
+    assert damaged in lost["frame_idx"].tolist() and len(lost) < N_FRAMES // 2, lost[["frame_idx", "error"]]
+    assert lost["frame_path"].isna().all() and (lost["frame_count"] == N_FRAMES).all()
+    assert all(f"damaged.mp4: frame {i} could not be decoded: packet " in e
+               for i, e in zip(lost["frame_idx"], lost["error"]))
+    kept = frames[frames["error"].isna()]
+    assert len(kept) >= N_FRAMES - GOP and all(Path(p).is_file() for p in kept["frame_path"])
+    first_gop = kept[kept["frame_idx"] < GOP]  # before the damage: exactly what sequential decoding gives
+    reference, _ = sequential(video, set(first_gop["frame_idx"]))
+    for idx, frame_path in zip(first_gop["frame_idx"], first_gop["frame_path"]):
+        assert np.array_equal(cv2.imread(frame_path), cv2.cvtColor(reference[idx], cv2.COLOR_RGB2BGR))
+    assert "could not be decoded" in caplog.text and "decoding goes on" in caplog.text
+
+
+def test_a_shard_without_media_still_gets_its_frame_folder(tmp_path):
+    frames = extract_frames(pd.DataFrame(columns=MEDIA_COLUMNS), tmp_path / "0007", "linspace", 8, 10, 32, "png")
+    assert frames.empty and (tmp_path / "0007").is_dir()
+
+
 def test_truncated_matroska_is_read_with_a_warning(tmp_path, caplog):
     """Matroska has no frame count to check against: the readable part is used, and the shortfall
     against the declared duration is logged."""

@@ -23,20 +23,32 @@ def make_folders(root: Path, n_real: int, n_fake: int) -> Path:
     return root
 
 
-def build(root: Path, max_per_label=None, seed=0, n_shards=4, layout="folders", options=None) -> pd.DataFrame:
-    return ingest.build_media_table(layout, root, "toy", n_shards, options or {}, max_per_label, seed)
+def build(root: Path, max_per_label=None, seed=0, max_shards=4, media_per_shard=1, layout="folders",
+          options=None) -> pd.DataFrame:
+    return ingest.build_media_table(layout, root, "toy", max_shards, media_per_shard, options or {}, max_per_label,
+                                    seed)
 
 
 def test_build_media_table_columns_and_shards(tmp_path: Path) -> None:
-    df = build(make_folders(tmp_path, 20, 30), n_shards=3)
+    df = build(make_folders(tmp_path, 20, 30), max_shards=3)
     assert list(df.columns) == MEDIA_COLUMNS
     assert len(df) == 50 and set(df["dataset"]) == {"toy"}
     assert df["shard"].between(0, 2).all() and df["shard"].nunique() == 3
     assert df["shard"].tolist() == [shard_of(m, 3) for m in df["media_id"]]
     # a new file does not move the others between shards
     (tmp_path / "real" / "new.mp4").write_bytes(b"")
-    again = build(tmp_path, n_shards=3).set_index("media_id")
+    again = build(tmp_path, max_shards=3).set_index("media_id")
     assert (again.loc[df["media_id"], "shard"].to_numpy() == df["shard"].to_numpy()).all()
+
+
+def test_the_shard_count_follows_the_media_count_up_to_the_cap(tmp_path: Path) -> None:
+    """A preset's 64 shards must not make 64 jobs a stage for 7 videos: the count is sized from
+    the media (about media_per_shard each, a power of two), the config value is its cap."""
+    make_folders(tmp_path, 3, 4)
+    assert build(tmp_path, max_shards=64, media_per_shard=16)["shard"].eq(0).all()  # 7 media: one shard
+    df = build(tmp_path, max_shards=64, media_per_shard=2)  # 7 / 2 -> 4 shards
+    assert df["shard"].tolist() == [shard_of(m, 4) for m in df["media_id"]]
+    assert build(tmp_path, max_shards=2, media_per_shard=1)["shard"].max() == 1  # the cap wins
 
 
 def test_max_per_label_is_seeded_and_deterministic(tmp_path: Path) -> None:
@@ -69,7 +81,7 @@ def test_ingest_writes_manifest_with_attributes(tmp_path: Path) -> None:
         (root / "img_align_celeba" / name).write_bytes(b"")
     (root / "list_attr_celeba.txt").write_text("2\nSmiling Young\n000001.jpg 1 -1\n000002.jpg -1 1\n")
     out = tmp_path / "out" / "media.parquet"
-    ingest.ingest("celeba", root, "celeba", 2, {}, None, 0, out)
+    ingest.ingest("celeba", root, "celeba", 2, 16, {}, None, 0, out)
     back = read_manifest(out)
     assert list(back.columns) == MEDIA_COLUMNS + ["attr_Smiling", "attr_Young"]
     assert back["attr_Smiling"].tolist() == [1, -1] and str(back["attr_Young"].dtype) == "int8"
@@ -84,7 +96,7 @@ def test_options_from_config() -> None:
 
 
 def test_shared_faceforensics_ingest(shared_data: Path, tmp_path: Path) -> None:
-    df = ingest.ingest("faceforensics", shared_data / "faceforensics_c23", "ffpp", 4,
+    df = ingest.ingest("faceforensics", shared_data / "faceforensics_c23", "ffpp", 4, 16,
                        {"methods": ["Deepfakes", "Face2Face", "FaceSwap", "NeuralTextures"]}, None, 0,
                        tmp_path / "media.parquet")
     assert df["label"].value_counts().to_dict() == {0: 3, 1: 4}

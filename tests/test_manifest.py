@@ -2,7 +2,8 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 
-from robust_deepfake.manifest import (MEDIA_COLUMNS, read_manifest, shard_digests, shard_of, write_manifest)
+from robust_deepfake.manifest import (MEDIA_COLUMNS, read_manifest, shard_count, shard_digests, shard_of,
+                                      write_manifest)
 
 
 def media(ids, n_shards=4):
@@ -55,3 +56,9 @@ def test_atomic_outputs_get_normal_permissions(tmp_path):
     mask = os.umask(0)
     os.umask(mask)
     assert (tmp_path / "m.parquet").stat().st_mode & 0o777 == 0o666 & ~mask
+
+
+def test_shard_count_is_a_capped_power_of_two_of_the_media_count():
+    assert [shard_count(n, 64, 16) for n in (0, 1, 7, 16, 17, 33, 60, 64, 65, 1000, 10 ** 6)] == \
+        [1, 1, 1, 1, 2, 4, 4, 4, 8, 64, 64]
+    assert shard_count(7, 64, 1) == 8 and shard_count(100_000, 1024, 1) == 1024

@@ -1,7 +1,9 @@
 import pandas as pd
 import pytest
 
-from robust_deepfake.split import check_disjoint, identity_groups, split_media
+from robust_deepfake.manifest import CROP_COLUMNS
+
+from robust_deepfake.split import check_disjoint, identity_groups, split_faces, split_media
 
 
 def ffpp_like(n_ids=60, seed=0):
@@ -62,7 +64,7 @@ def test_official_test_list_becomes_c(policy):
 def test_shared_faceforensics_tree_split_is_identity_disjoint(shared_data):
     from robust_deepfake.ingest import build_media_table
 
-    media = build_media_table("faceforensics", shared_data / "faceforensics_c23", "ffpp", 4, {}, None, 0)
+    media = build_media_table("faceforensics", shared_data / "faceforensics_c23", "ffpp", 4, 16, {}, None, 0)
     out = split_media(media, {"A": 0.7, "B": 0.2, "C": 0.1}, seed=0)
     check_disjoint(out)
     # every fake sits with both of its persons' real videos (when present)
@@ -70,3 +72,51 @@ def test_shared_faceforensics_tree_split_is_identity_disjoint(shared_data):
         for person in (fake.target_id, fake.source_id):
             reals = out[(out.label == 0) & (out.identity == person)]
             assert (reals["part"] == fake.part).all()
+    for part in "ABC":  # three groups hold real media and four fakes: every part gets both
+        assert set(out.loc[out["part"] == part, "label"]) == {0, 1}, part
+
+
+def few_groups(real_only: int, fake_only: int, both: int) -> pd.DataFrame:
+    """Groups of one person each (fakes of a person's own target id): some with real media only,
+    some with fakes only, some with both, of varied sizes."""
+    rows, person = [], 0
+    for kind, count in (("real", real_only), ("fake", fake_only), ("both", both)):
+        for k in range(count):
+            pid = f"p{person:02d}"
+            person += 1
+            for j in range(1 + (person * 7) % 4):  # 1..4 media of each label
+                if kind in ("real", "both"):
+                    rows.append(dict(media_id=f"real/{pid}_{j}", label=0, identity=pid, source_id=None,
+                                     target_id=None, official_split=None))
+                if kind in ("fake", "both"):
+                    rows.append(dict(media_id=f"fake/{pid}_{j}", label=1, identity=pid, source_id=pid,
+                                     target_id=pid, official_split=None))
+    return pd.DataFrame(rows)
+
+
+@pytest.mark.parametrize("real_only, fake_only, both", [
+    (0, 1, 3),    # the shared FaceForensics++ c23 tree: three real+fake groups and one fake-only group
+    (10, 5, 0),   # five groups carry every fake (the issue's c40 tree gave C none)
+    (2, 2, 1), (1, 1, 2), (0, 0, 3), (6, 3, 0), (3, 3, 0), (20, 1, 2)])
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_a_split_of_few_groups_gives_every_part_both_labels(real_only, fake_only, both, seed):
+    media = few_groups(real_only, fake_only, both)
+    out = split_media(media, {"A": 0.7, "B": 0.2, "C": 0.1}, seed=seed)
+    check_disjoint(out)
+    for part in "ABC":
+        assert set(out.loc[out["part"] == part, "label"]) == {0, 1}, (part, out.groupby(["part", "label"]).size())
+
+
+def test_the_summary_says_when_a_part_cannot_have_both_labels():
+    media = few_groups(real_only=6, fake_only=0, both=2)  # only two groups hold fakes: one part lacks them
+    faces = media.assign(face_path=[f"/crops/{m}.png" for m in media["media_id"]], frame_idx=0, error=None)
+    for column in CROP_COLUMNS:
+        if column not in faces:
+            faces[column] = None
+    tables, summary = split_faces(faces, {"A": 0.7, "B": 0.2, "C": 0.1}, seed=0, use_official_test=False,
+                                  official_overlap="drop")
+    lacking = [p for p in "ABC" if not (tables[p]["label"] == 1).any()]
+    assert len(lacking) == 1
+    notes = summary[summary["part"].str.startswith("missing:")]["part"].tolist()
+    assert notes == [f"missing: {lacking[0]} has no fake media (2 identity groups of the dataset hold fake media; "
+                     "every part gets both labels when at least 3 do)"]

@@ -157,17 +157,100 @@ def test_detector_lr_reruns_training_and_evaluation_only(demo_run):
         "evaluate_detector": 3, "summarise_experiments": 1, "all": 1}
 
 
+def edited(module: Path):
+    """A context in which one line is added to `module` of the checkout (a copied workflow counts
+    as new code for Snakemake); the edit is undone on leaving."""
+    from contextlib import contextmanager
+
+    @contextmanager
+    def edit():
+        original = module.read_bytes()
+        try:
+            module.write_bytes(original + b"\n# an edit\n")
+            yield
+        finally:
+            module.write_bytes(original)
+    return edit()
+
+
 def test_editing_a_stage_module_reruns_that_stage_and_after(demo_run):
-    """One line added to the evaluation module: only evaluation and the table are stale. The edit is
-    made in the checkout itself (a copied workflow counts as new code for Snakemake) and undone."""
-    module = REPO / "src" / "robust_deepfake" / "evaluation.py"
-    original = module.read_bytes()
-    try:
-        module.write_bytes(original + b"\n# an edit\n")
+    """One line added to the evaluation module: only evaluation and the table are stale."""
+    with edited(REPO / "src" / "robust_deepfake" / "evaluation.py"):
         assert planned_jobs(demo_run) == {"evaluate_detector": 3, "summarise_experiments": 1, "all": 1}
-    finally:
-        module.write_bytes(original)
     assert planned_jobs(demo_run) == {}
+
+
+def test_editing_a_module_a_script_imports_reruns_that_script(demo_run):
+    """train_ddpm.py picks its faces with generators.training_faces, a module the DDPM's own code
+    never imports: the rule's fingerprint follows its script's imports, so the edit reruns it."""
+    with edited(REPO / "src" / "robust_deepfake" / "generators.py"):
+        jobs = planned_jobs(demo_run)
+    assert jobs.get("train_ddpm") == 1 and jobs.get("train_generator") == 1, jobs
+    assert not UPSTREAM_OF_CROPS & set(jobs) and "crop_faces" not in jobs and "split" not in jobs, jobs
+
+
+def test_snakemake_report_builds_and_holds_the_figures(demo_run):
+    import base64
+
+    snakemake(demo_run, "--report", "report.html")
+    html = (demo_run / "report.html").read_text()
+    figures = sorted((demo_run / "results" / "smoke" / "studies" / "demo" / "report").glob("*.png"))
+    assert [f.stem for f in figures] == ["accuracy_vs_distortion", "attack_success", "auc_vs_poison_rate", "roc"]
+    for figure in figures:  # each figure embedded whole, with its caption's name
+        assert base64.b64encode(figure.read_bytes()).decode() in html, figure.name
+    assert "summary.md" in html
+
+
+# every trained model of the smoke DAG: (model file or folder, history, its step/epoch column, steps)
+TRAINED = {"generators/faceswap_ae/main/model.pt": ("generators/faceswap_ae/main/history.parquet", "step", 30),
+           "defense/ddpm/model/unet": ("defense/ddpm/history.parquet", "step", 20),
+           "defense/adv_generator/model.pt": ("defense/adv_generator/history.parquet", "step", 4)}
+
+
+def model_bytes(path: Path) -> bytes:
+    return b"".join(p.read_bytes() for p in sorted(path.rglob("*")) if p.is_file()) if path.is_dir() else path.read_bytes()
+
+
+def test_an_upstream_change_retrains_every_model_from_the_start(demo_run, tmp_path):
+    """After a complete run, a new crop margin reruns cropping and everything after it: every model
+    must be trained anew on the new crops, from step 1, never "resumed" from the finished state of
+    the run before (which the training-state folder, keyed by settings alone, once gave back)."""
+    work = tmp_path / "copy"
+    shutil.copytree(demo_run, work, symlinks=True)  # keeps the times Snakemake compares
+    results = work / "results" / "smoke"
+    trained = {**TRAINED, **{str(p.relative_to(results)): (str(p.parent.relative_to(results) / "history.parquet"),
+                                                          "epoch", 2)
+                             for p in results.glob("detectors/**/model.pt")}}
+    assert len(trained) == 6
+    before = {m: (model_bytes(results / m), pd.read_parquet(results / h)) for m, (h, _, _) in trained.items()}
+    proc = snakemake(work, "--cores", "2", "--config", "crop={margin: 0.45}")
+    assert "resuming" not in proc.stdout + proc.stderr
+    for model, (history, column, steps) in trained.items():
+        old_bytes, old_history = before[model]
+        assert model_bytes(results / model) != old_bytes, f"{model} was not retrained"
+        new_history = pd.read_parquet(results / history)
+        assert new_history[column].tolist() == list(range(1, steps + 1)), model  # every step trained in this run
+        assert not new_history["seconds"].equals(old_history["seconds"]), model
+        assert not (results / model).parent.joinpath("training").exists()  # no state is kept after success
+    logs = "".join(p.read_text() for p in (work / "logs").rglob("*.log"))
+    assert "resuming" not in logs and "found the state of an interrupted run" not in logs
+    assert planned_jobs(work, "--config", "crop={margin: 0.45}") == {}
+
+
+def test_a_changed_poisoning_setting_retrains_the_detectors_from_the_start(demo_run, tmp_path):
+    """The detectors' scenario folder stays the same when a poisoning setting changes (pgd/0.5):
+    their training must still start afresh on the new fakes."""
+    work = tmp_path / "copy"
+    shutil.copytree(demo_run, work, symlinks=True)
+    results = work / "results" / "smoke"
+    models = sorted(results.glob("detectors/**/model.pt"))
+    before = {m: m.read_bytes() for m in models}
+    proc = snakemake(work, "--cores", "2", "--config", "poison={steps: 2}")
+    assert executed_jobs(proc)["train_detector"] == 3 and "train_generator" not in executed_jobs(proc)
+    for model in models:
+        assert model.read_bytes() != before[model], model
+        assert pd.read_parquet(model.parent / "history.parquet")["epoch"].tolist() == [1, 2]
+    assert "resuming" not in "".join(p.read_text() for p in (work / "logs" / "smoke" / "train_detector").glob("*"))
 
 
 def test_negative_margin_is_refused_before_any_job(demo_run):
@@ -279,6 +362,24 @@ def test_a_killed_detector_training_resumes_from_its_last_epoch(demo_run):
     assert history["epoch"].tolist() == list(range(1, 61))
     # back to the suite's config, so that later tests see the complete run they expect
     snakemake(demo_run, "--cores", "1", "--", target)
+
+
+@pytest.mark.shared_data
+def test_the_faceforensics_preset_as_shipped_runs_the_shared_tree_to_the_split(shared_data, tmp_path):
+    """The README's preset command on a real FaceForensics++ tree (3 real, 4 fake c23 videos): the
+    preset's 64 shards are a cap (7 videos make one shard, no empty-shard job), and split C holds
+    both labels although only four identity groups hold fakes."""
+    preset = str(REPO / "config" / "presets" / "faceforensics.yaml")
+    proc = snakemake(tmp_path, "--cores", "2", "--config", f"dataset_root={shared_data / 'faceforensics_c23'}",
+                     "--", "results/ffpp/split/summary.tsv", configs=[preset])
+    assert executed_jobs(proc) == {"ingest": 1, "extract_frames": 1, "detect_faces": 1, "crop_faces": 1, "split": 1}
+    results = tmp_path / "results" / "ffpp"
+    for part in "ABC":
+        labels = set(read_manifest(results / "split" / f"{part}.parquet")["label"])
+        assert labels == {0, 1}, (part, labels)
+    summary = pd.read_csv(results / "split" / "summary.tsv", sep="\t")
+    assert not summary["part"].str.startswith("missing:").any()
+    assert summary.loc[summary["part"].isin(["A", "B", "C"]), "media"].sum() == 7
 
 
 def test_predicts_default_checkpoint_is_what_the_default_config_trains(tmp_path):

@@ -10,17 +10,17 @@ import torch  # noqa: E402
 
 from robust_deepfake.atomic import atomic_path  # noqa: E402
 from robust_deepfake.defense import train_adversarial_generator  # noqa: E402
-from robust_deepfake.fingerprint import settings_key  # noqa: E402
 from robust_deepfake.generators import training_faces  # noqa: E402
 from robust_deepfake.manifest import read_manifest  # noqa: E402
 from robust_deepfake.seeding import seed_everything  # noqa: E402
+from robust_deepfake.training_state import training_state  # noqa: E402
 
 torch.set_num_threads(snakemake.threads)
 p = snakemake.params
 seed_everything(p.seed)
 faces = training_faces(read_manifest(snakemake.input.faces), "main", p.seed)
-work_dir = Path(snakemake.output.model).parent / "training" / settings_key([p.settings, p.attack], p.seed)
-history = train_adversarial_generator(faces, snakemake.input.generator, p.settings, p.attack, p.seed,
-                                      snakemake.output.model, work_dir, p.device)
-with atomic_path(snakemake.output.history) as tmp:
-    history.to_parquet(tmp, index=False)
+with training_state(Path(snakemake.output.model).parent, p, snakemake.input) as work_dir:
+    history = train_adversarial_generator(faces, snakemake.input.generator, p.settings, p.attack, p.seed,
+                                          snakemake.output.model, work_dir, p.device)
+    with atomic_path(snakemake.output.history) as tmp:
+        history.to_parquet(tmp, index=False)

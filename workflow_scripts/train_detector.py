@@ -12,10 +12,10 @@ import torch  # noqa: E402
 from robust_deepfake.atomic import atomic_path  # noqa: E402
 from robust_deepfake.detector import HISTORY_COLUMNS, NothingToTrain, holdout_split, train_detector, training_set  # noqa: E402
 from robust_deepfake.devices import resolve_device  # noqa: E402
-from robust_deepfake.fingerprint import settings_key  # noqa: E402
 from robust_deepfake.manifest import read_manifest  # noqa: E402
 from robust_deepfake.models.detector import DetectorConfig, save_untrained  # noqa: E402
 from robust_deepfake.seeding import seed_everything  # noqa: E402
+from robust_deepfake.training_state import training_state  # noqa: E402
 
 torch.set_num_threads(snakemake.threads)
 p, w = snakemake.params, snakemake.wildcards
@@ -34,9 +34,9 @@ else:
     train, val = holdout_split(faces, p.settings["val_fraction"], p.seed)
     log.info("%s: %d training faces (%d fake), %d validation faces", scenario, len(train),
              int(train["label"].sum()), len(val))
-    work_dir = (Path(snakemake.output.model).parent / "training"
-                / settings_key(p.settings | {"training": w.training}, p.seed))
-    history = train_detector(train, val, config, p.settings, w.training, seed=p.seed, out_path=snakemake.output.model,
-                             work_dir=work_dir, device=resolve_device(p.device), pretrained_file=p.settings["pretrained"])
+    with training_state(Path(snakemake.output.model).parent, p, snakemake.input) as work_dir:
+        history = train_detector(train, val, config, p.settings, w.training, seed=p.seed,
+                                 out_path=snakemake.output.model, work_dir=work_dir, device=resolve_device(p.device),
+                                 pretrained_file=p.settings["pretrained"])
 with atomic_path(snakemake.output.history) as tmp:
     history.to_parquet(tmp, index=False)

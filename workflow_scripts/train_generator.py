@@ -9,10 +9,10 @@ from pathlib import Path  # noqa: E402
 import torch  # noqa: E402
 
 from robust_deepfake.atomic import atomic_path  # noqa: E402
-from robust_deepfake.fingerprint import settings_key  # noqa: E402
 from robust_deepfake.generators import check_trainable_data, train_generator, training_faces  # noqa: E402
 from robust_deepfake.manifest import read_manifest  # noqa: E402
 from robust_deepfake.seeding import seed_everything  # noqa: E402
+from robust_deepfake.training_state import training_state  # noqa: E402
 
 torch.set_num_threads(snakemake.threads)
 p = snakemake.params
@@ -20,7 +20,7 @@ name, variant = snakemake.wildcards.generator, snakemake.wildcards.variant
 seed_everything(p.seed)
 faces = training_faces(read_manifest(snakemake.input.faces), variant, p.seed)
 check_trainable_data(name, faces, p.settings)
-work_dir = Path(snakemake.output.model).parent / "training" / settings_key(p.settings, p.seed)
-history = train_generator(name, faces, p.settings, p.seed, snakemake.output.model, work_dir, p.device)
-with atomic_path(snakemake.output.history) as tmp:
-    history.to_parquet(tmp, index=False)
+with training_state(Path(snakemake.output.model).parent, p, snakemake.input) as work_dir:
+    history = train_generator(name, faces, p.settings, p.seed, snakemake.output.model, work_dir, p.device)
+    with atomic_path(snakemake.output.history) as tmp:
+        history.to_parquet(tmp, index=False)

@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+import errno
 import os
+import shutil
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
+
+# Below this many free bytes a failed write is taken for a full disk: torch.save and some encoders
+# report ENOSPC as an unrelated error ("unexpected pos 576 vs 534"), and the user must hear the cause.
+FULL_DISK_BYTES = 1 << 20
 
 
 @contextmanager
@@ -20,10 +26,24 @@ def atomic_path(path: str | Path):
         yield Path(tmp)
         os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; outputs get the usual permissions
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
+        full = isinstance(exc, Exception) and _disk_full(exc, path.parent)
         if os.path.exists(tmp):
             os.unlink(tmp)
+        if full:
+            raise OSError(errno.ENOSPC, f"No space left on device ({shutil.disk_usage(path.parent).free} bytes "
+                                        f"free in {path.parent} after the failed write)", str(path)) from exc
         raise
+
+
+def _disk_full(exc: Exception, folder: Path) -> bool:
+    """Whether a failed write failed for want of space (checked before its partial file goes)."""
+    if getattr(exc, "errno", None) == errno.ENOSPC:
+        return True
+    try:
+        return shutil.disk_usage(folder).free < FULL_DISK_BYTES
+    except OSError:
+        return False
 
 
 def _umask() -> int:
@@ -33,10 +53,15 @@ def _umask() -> int:
 
 
 def write_image(path: str | Path, image_bgr, jpeg_quality: int = 95) -> None:
-    """Write an OpenCV (BGR) image atomically; the format follows the suffix."""
+    """Write an OpenCV (BGR) image atomically; the format follows the suffix. The image is encoded
+    in memory and written by Python, so a failed write raises the system's reason (cv2.imwrite
+    only returns False and prints "libpng error: Write Error")."""
     import cv2
 
+    suffix = Path(path).suffix.lower()
+    params = [cv2.IMWRITE_JPEG_QUALITY, jpeg_quality] if suffix in (".jpg", ".jpeg") else []
+    ok, encoded = cv2.imencode(suffix, image_bgr, params)
+    if not ok:
+        raise ValueError(f"could not encode an image of shape {getattr(image_bgr, 'shape', None)} as {suffix} for {path}")
     with atomic_path(path) as tmp:
-        params = [cv2.IMWRITE_JPEG_QUALITY, jpeg_quality] if Path(path).suffix.lower() in (".jpg", ".jpeg") else []
-        if not cv2.imwrite(str(tmp), image_bgr, params):
-            raise OSError(f"could not write image {path}")
+        tmp.write_bytes(encoded.tobytes())

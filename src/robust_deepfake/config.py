@@ -7,7 +7,11 @@ stops the run before any job starts, with a message that names the key and what 
 from __future__ import annotations
 
 import copy
+import difflib
+import importlib.util
 import json
+import re
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -113,7 +117,7 @@ def _check_cross_keys(config: dict) -> list[str]:
         problems.append(f"config key 'poison.attacks': {starts_at_input} start at the clean image, where the "
                         "gradient of the mse loss MSE(G(x+d), G(x)) is zero, so they never move: use pgd "
                         "(random start) or poison.loss: target")
-    return problems + _check_experiments(config)
+    return problems + _check_experiments(config) + _check_backbones(config)
 
 
 # experiment axis -> (config key of the upstream list it must draw from, how to compare values)
@@ -132,6 +136,40 @@ def _check_experiments(config: dict) -> list[str]:
             missing = [v for v in block.get(axis, []) if kind(v) not in available]
             if missing:
                 problems.append(f"config key 'experiments.{i}.{axis}': {missing} not in '{key}' {available}")
+    return problems
+
+
+@lru_cache(maxsize=1)
+def timm_model_names() -> frozenset[str]:
+    """Every model name timm registers, read from its source files' `@register_model` functions and
+    deprecated-name tables rather than by importing timm: the config check runs while Snakemake
+    parses the workflow, where importing timm (and torch) would cost seconds at every start.
+    Empty when timm is not installed or its layout is not recognised (then nothing is checked)."""
+    spec = importlib.util.find_spec("timm")
+    if spec is None or not spec.submodule_search_locations:
+        return frozenset()
+    names: set[str] = set()
+    for source in (Path(spec.submodule_search_locations[0]) / "models").rglob("*.py"):
+        text = source.read_text(encoding="utf-8", errors="replace")
+        names.update(re.findall(r"@register_model\s*\n\s*def\s+(\w+)", text))
+        for table in re.findall(r"register_model_deprecations\(\s*__name__\s*,\s*\{(.*?)\}\s*\)", text, re.S):
+            names.update(re.findall(r"['\"]([\w.]+)['\"]\s*:", table))
+    return frozenset(names)
+
+
+def _check_backbones(config: dict) -> list[str]:
+    """An unknown backbone would otherwise fail inside train_detector, after every upstream job.
+    timm names may carry a pretrained tag (`resnet18.a1_in1k`)."""
+    known = timm_model_names()
+    if not known:
+        return []
+    problems = []
+    for i, block in enumerate(config.get("experiments", [])):
+        unknown = [b for b in block.get("backbone", []) if b.split(".")[0] not in known]
+        for name in unknown:
+            close = difflib.get_close_matches(name, known, n=5, cutoff=0.7)
+            problems.append(f"config key 'experiments.{i}.backbone': {name!r} is not a timm model"
+                            + (f" (similar: {', '.join(close)})" if close else ""))
     return problems
 
 

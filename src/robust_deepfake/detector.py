@@ -33,6 +33,7 @@ from tqdm import tqdm
 from robust_deepfake.atomic import atomic_path
 from robust_deepfake.attacks import run_attack
 from robust_deepfake.augmentations import detector_augmentations
+from robust_deepfake.checkpoints import resumable_state
 from robust_deepfake.images import read_rgb
 from robust_deepfake.models.detector import DeepfakeDetector, DetectorConfig, read_checkpoint, save_detector
 from robust_deepfake.scoring import detection_metrics
@@ -168,20 +169,29 @@ def score_faces(model: DeepfakeDetector, faces: pd.DataFrame, size: int, batch_s
     return torch.cat(scores).numpy() if scores else np.zeros(0, dtype=np.float32)
 
 
+def _usable_state(path: Path, config: DetectorConfig, device: torch.device) -> dict:
+    """A training state of this model configuration (another one cannot be continued)."""
+    payload = read_checkpoint(path, device)
+    if payload["config"] != asdict(config) or "training" not in payload:
+        raise ValueError(f"cannot resume from {path}: it was trained as {payload['config']}, now asked for "
+                         f"{asdict(config)}")
+    return payload
+
+
 def _resume(path: Path, model: DeepfakeDetector, optimizer, scheduler, generator: torch.Generator,
             device: torch.device) -> tuple[int, float, list[dict]]:
-    """Where an interrupted run stopped: weights, optimizer, schedule, RNGs and history. A state
-    of another model configuration is an error, not silently dropped."""
-    payload = read_checkpoint(path, device)
-    if payload["config"] != asdict(model.config):
-        raise ValueError(f"cannot resume from {path}: it was trained as {payload['config']}, now asked for "
-                         f"{asdict(model.config)}; delete it to start over")
+    """Where an interrupted run stopped: weights, optimizer, schedule, RNGs and history; epoch 0
+    when there is no usable state (an unusable one is discarded, logged)."""
+    payload = resumable_state(path, lambda p: _usable_state(p, model.config, device), "detector training state")
+    if payload is None:
+        return 0, float("-inf"), []
     state = payload["training"]
     model.load_state_dict(payload["model"])
     optimizer.load_state_dict(state["optimizer"])
     scheduler.load_state_dict(state["scheduler"])
     generator.set_state(state["rng"].cpu())
     torch.set_rng_state(state["torch_rng"].cpu())
+    log.info("resuming detector training from %s after epoch %d", path, state["epoch"])
     return int(state["epoch"]), float(state["best_auc"]), list(state["history"])
 
 
@@ -202,10 +212,7 @@ def train_detector(train: pd.DataFrame, val: pd.DataFrame, config: DetectorConfi
     epochs = settings["epochs"]
     scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=epochs)
     attack_rng = torch.Generator().manual_seed(seed)
-    start, best_auc, history = 0, float("-inf"), []
-    if last.exists():
-        start, best_auc, history = _resume(last, model, optimizer, scheduler, attack_rng, device)
-        log.info("resuming detector training from %s after epoch %d", last, start)
+    start, best_auc, history = _resume(last, model, optimizer, scheduler, attack_rng, device)
 
     data = FaceImages(train, config.image_size, settings["augment"])
     labels = data.labels.astype(int)

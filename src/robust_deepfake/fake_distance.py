@@ -30,7 +30,7 @@ from scipy import linalg
 from torch import nn
 from torchvision.models import inception_v3
 
-from robust_deepfake.atomic import atomic_path
+from robust_deepfake.checkpoints import load_checkpoint, save_checkpoint
 from robust_deepfake.images import read_rgb
 
 log = logging.getLogger(__name__)
@@ -61,7 +61,7 @@ def inception_extractor(weights: str | Path) -> FeatureExtractor:
         raise FileNotFoundError(f"InceptionV3 weights not found: {path} (fake_distance.inception_weights)")
     model = inception_v3(weights=None, aux_logits=True, init_weights=False)
     try:
-        model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
+        model.load_state_dict(load_checkpoint(path, "cpu", "InceptionV3 weights file"))
     except (RuntimeError, KeyError) as exc:
         raise ValueError(f"{path} does not hold torchvision InceptionV3 weights: {exc}") from None
     model.fc = nn.Identity()
@@ -98,12 +98,11 @@ def train_identity_extractor(images: torch.Tensor, identities: list[str], *, ste
 
 
 def save_extractor(extractor: FeatureExtractor, path: str | Path) -> None:
-    with atomic_path(path) as tmp:
-        torch.save({"name": extractor.name, "size": extractor.size, "model": extractor.backbone.state_dict()}, tmp)
+    save_checkpoint({"name": extractor.name, "size": extractor.size, "model": extractor.backbone.state_dict()}, path)
 
 
 def load_extractor(path: str | Path) -> FeatureExtractor:
-    payload = torch.load(path, map_location="cpu", weights_only=True)
+    payload = load_checkpoint(path, "cpu", "feature extractor checkpoint")
     backbone = timm.create_model("resnet18", pretrained=False, num_classes=0)
     backbone.load_state_dict(payload["model"])
     return FeatureExtractor(payload["name"], backbone.eval(), int(payload["size"]))

@@ -1,17 +1,19 @@
-"""Code fingerprints that go into rules' `params:` so that editing a stage's library code makes
-that stage (and, through its outputs, everything after it) stale.
+"""Code fingerprints that go into rules' `params:` so that editing the code a job runs makes that
+job (and, through its outputs, everything after it) stale.
 
 Snakemake's own code trigger sees only the rule body and its `script:` file, not the package the
-script calls. We hash the source of the stage module and of every package module it imports,
-found by reading import statements (no import happens: the Snakefile stays fast to parse and does
-not load torch).
+script calls. A rule's fingerprint is taken from its script: the script's source and that of every
+package module the script imports, directly or through other modules (parent packages included,
+since importing `a.b` runs `a/__init__.py`), found by reading import statements. Nothing is
+imported, so the Snakefile stays fast to parse and does not load torch, and a function can move
+from one module to another without any rule having to be told.
 """
 
 from __future__ import annotations
 
 import ast
-import json
 import hashlib
+import sys
 from functools import lru_cache
 from pathlib import Path
 
@@ -31,60 +33,88 @@ def _module_file(module: str) -> Path | None:
     return None
 
 
-@lru_cache(maxsize=None)
-def _direct_imports(module: str) -> frozenset[str]:
-    """Read and parse each module once per process: every rule's closure shares manifest.py & co."""
-    return frozenset(_package_imports(module, _module_file(module).read_text()))
+def _optional(tree: ast.AST) -> set[ast.AST]:
+    """Import statements inside `try: ... except ImportError:` (used only when installed)."""
+    nodes = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Try) and any(
+                isinstance(h.type, ast.Name) and h.type.id in ("ImportError", "ModuleNotFoundError")
+                for h in node.handlers):
+            nodes.update(n for stmt in node.body for n in ast.walk(stmt) if isinstance(n, (ast.Import, ast.ImportFrom)))
+    return nodes
 
 
-def _package_imports(module: str, source: str) -> set[str]:
+def _imported_names(source: str, base: list[str], required_only: bool = False) -> set[str]:
+    """Absolute names of every module `source` imports, anywhere in it (lazy imports inside
+    functions included; with `required_only`, not those in a `try` that catches ImportError);
+    relative imports are resolved against the package path `base`. For `from pkg import name`
+    both `pkg` and `pkg.name` are given: `name` may be a module."""
     found = set()
-    is_package = _module_file(module) is not None and _module_file(module).name == "__init__.py"
-    base = module.split(".") if is_package else module.split(".")[:-1]
-    for node in ast.walk(ast.parse(source)):
+    tree = ast.parse(source)
+    skip = _optional(tree) if required_only else set()
+    for node in ast.walk(tree):
+        if node in skip:
+            continue
         if isinstance(node, ast.Import):
-            found.update(a.name for a in node.names if a.name.split(".")[0] == PACKAGE)
+            found.update(a.name for a in node.names)
         elif isinstance(node, ast.ImportFrom):
-            if node.level:
-                parent = base[: len(base) - (node.level - 1)]
-                target = ".".join(parent + ([node.module] if node.module else []))
-            else:
-                target = node.module or ""
-            if target.split(".")[0] != PACKAGE:
-                continue
+            parent = base[: len(base) - (node.level - 1)] if node.level else []
+            target = ".".join(parent + ([node.module] if node.module else []))
             found.add(target)
-            # `from pkg import module` names a module, not an attribute, when the file exists
-            found.update(f"{target}.{a.name}" for a in node.names if _module_file(f"{target}.{a.name}"))
-    return {m for m in found if _module_file(m)}
+            found.update(f"{target}.{a.name}" for a in node.names)
+    return found
+
+
+def _with_parents(module: str) -> set[str]:
+    parts = module.split(".")
+    return {".".join(parts[:i]) for i in range(1, len(parts) + 1)}
 
 
 @lru_cache(maxsize=None)
-def module_closure(module: str) -> tuple[str, ...]:
-    """The package modules `module` depends on, itself included, sorted."""
+def _module_imports(module: str, required_only: bool = False) -> frozenset[str]:
+    """Every name a package module imports. Read and parsed once per process: every rule's
+    closure shares manifest.py & co."""
+    path = _module_file(module)
+    base = module.split(".") if path.name == "__init__.py" else module.split(".")[:-1]
+    return frozenset(_imported_names(path.read_text(), base, required_only))
+
+
+def _closure(names: set[str], required_only: bool = False) -> tuple[set[str], set[str]]:
+    """(package modules reached from the imported `names`, every other name imported on the way)."""
     seen: set[str] = set()
-    todo = [module if module.startswith(PACKAGE) else f"{PACKAGE}.{module}"]
+    others: set[str] = set()
+    todo = list(names)
     while todo:
         name = todo.pop()
-        if name in seen:
+        if name.split(".")[0] != PACKAGE:
+            others.add(name)
             continue
-        path = _module_file(name)
-        if path is None:
-            raise ModuleNotFoundError(f"no module {name} in {PACKAGE_DIR}")
-        seen.add(name)
-        todo.extend(_direct_imports(name) - seen)
-    return tuple(sorted(seen))
+        for module in _with_parents(name):
+            if module not in seen and _module_file(module) is not None:
+                seen.add(module)
+                todo.extend(_module_imports(module, required_only))
+    return seen, others
 
 
-def code_fingerprint(module: str) -> str:
-    """sha256 (12 hex digits) over the source of `module` and its package dependencies."""
-    digest = hashlib.sha256()
-    for name in module_closure(module):
+@lru_cache(maxsize=None)
+def script_closure(script: str | Path) -> tuple[str, ...]:
+    """The package modules a workflow script runs when imported, sorted."""
+    return tuple(sorted(_closure(_imported_names(Path(script).read_text(), []))[0]))
+
+
+def script_fingerprint(script: str | Path) -> str:
+    """sha256 (12 hex digits) over a workflow script's source and the sources of its closure."""
+    digest = hashlib.sha256(Path(script).read_bytes())
+    for name in script_closure(script):
         digest.update(name.encode())
         digest.update(_module_file(name).read_bytes())
     return digest.hexdigest()[:12]
 
 
-def settings_key(settings, seed: int) -> str:
-    """A short name for a training run's settings: resumable training state is kept under it, so a
-    killed job resumes and a changed setting starts afresh instead of resuming a different run."""
-    return hashlib.sha256(json.dumps([settings, seed], sort_keys=True, default=str).encode()).hexdigest()[:12]
+def third_party_imports(script: str | Path) -> set[str]:
+    """Top-level names of the modules outside the package and the standard library that a script
+    imports, directly or through its package closure, not counting those it uses only when
+    installed: what the environment of its rule must hold."""
+    others = _closure(_imported_names(Path(script).read_text(), [], required_only=True), required_only=True)[1]
+    tops = {name.split(".")[0] for name in others if name}
+    return {top for top in tops if top not in sys.stdlib_module_names and top not in ("__future__", "snakemake")}

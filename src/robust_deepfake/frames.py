@@ -153,16 +153,19 @@ def _seek(container: av.container.InputContainer, stream: av.video.stream.VideoS
 
 def _decode_wanted(container: av.container.InputContainer, stream: av.video.stream.VideoStream,
                    table: _PacketTable, wanted: dict[int, int], path: Path,
-                   ) -> tuple[dict[int, np.ndarray], float, int]:
+                   ) -> tuple[dict[int, np.ndarray], dict[int, str], float, int]:
     """Decode only the GOPs that hold wanted frames, stopping as soon as a GOP's last wanted frame
     comes out. A seek is made only when the next keyframe is ahead of the decode position:
     otherwise decoding on is cheaper and keeps the decoder's references. `wanted` maps pts to
     frame index. Frames become RGB arrays at once, while still in the CPU cache: converting them
     after decoding had moved on was measurably slower on 1080p video.
 
-    Returns the wanted frames by pts, the display-matrix rotation of the first of them and how
-    many packets were decoded."""
+    A packet the decoder refuses (one damaged packet in a long video) is skipped and decoding goes
+    on, as players do: only the frames that never come out are lost, each with the reason.
+    Returns the wanted frames by pts, the reasons of those that failed by pts, the display-matrix
+    rotation of the first frame decoded and how many packets were sent to the decoder."""
     got: dict[int, np.ndarray] = {}
+    problems: list[str] = []
     matrix_rotation = 0.0
     decoded = 0
     packets: Iterator[av.Packet] = container.demux(stream)
@@ -178,19 +181,25 @@ def _decode_wanted(container: av.container.InputContainer, stream: av.video.stre
                 if packet.size:
                     current = table.position[packet.pts]
                     decoded += 1
-                for frame in packet.decode():
+                try:
+                    frames = packet.decode()
+                except av.error.FFmpegError as e:
+                    problems.append(f"packet {current} could not be decoded: {_reason(e)}")
+                    log.warning("%s: packet %d could not be decoded (%s); decoding goes on", path, current, _reason(e))
+                    continue
+                for frame in frames:
                     if frame.pts in wanted:
                         if not got:
                             matrix_rotation = float(frame.rotation)
                         got[frame.pts] = frame.to_ndarray(format="rgb24")
                 if group <= got.keys():
                     break
-        except av.error.FFmpegError as e:
-            raise MediaError(path, f"decoding failed at packet {current}: {_reason(e)}") from None
-        if not group <= got.keys():
-            missing = sorted(wanted[p] for p in group - got.keys())
-            raise MediaError(path, f"frames {missing} could not be decoded")
-    return got, matrix_rotation, decoded
+        except av.error.FFmpegError as e:  # the container itself cannot be read on from here
+            problems.append(f"reading stopped after packet {current}: {_reason(e)}")
+            log.warning("%s: reading stopped after packet %d: %s", path, current, _reason(e))
+    why = "; ".join(problems) or "the decoder gave no picture for it"
+    failed = {p: why for p in wanted if p not in got}
+    return got, failed, matrix_rotation, decoded
 
 
 def _is_vfr(presentation: list[int]) -> bool:
@@ -258,8 +267,10 @@ def read_video_frames(path: str | Path, indices: Sequence[int] | Callable[[int],
     demux pass knows, so that callers need not open the file twice.
 
     Returns ({index: frame}, info) with info keys frame_count, fps, vfr, rotation (degrees
-    counter-clockwise applied) and decoded_frames (packets sent to the decoder, for checking that
-    unwanted GOPs were skipped). Raises MediaError for anything wrong with the file."""
+    counter-clockwise applied), decoded_frames (packets sent to the decoder, for checking that
+    unwanted GOPs were skipped) and failed ({index: reason} for wanted frames that could not be
+    decoded while others could). Raises MediaError for anything wrong with the file as a whole,
+    and when no wanted frame decodes."""
     path = Path(path)
     if not path.is_file():
         raise MediaError(path, "file not found")
@@ -278,11 +289,14 @@ def read_video_frames(path: str | Path, indices: Sequence[int] | Callable[[int],
         with av.open(str(path)) as container:
             stream = container.streams.video[0]
             wanted = {table.presentation[i]: i for i in wanted_idx}
-            got, matrix_rotation, decoded = _decode_wanted(container, stream, table, wanted, path)
+            got, failed, matrix_rotation, decoded = _decode_wanted(container, stream, table, wanted, path)
+            if wanted and not got:
+                raise MediaError(path, f"no wanted frame could be decoded: {next(iter(failed.values()))}")
             rotation = _rotation(matrix_rotation, stream, path)
             frames = {wanted[p]: np.ascontiguousarray(np.rot90(f, rotation // 90)) for p, f in got.items()}
             info = {"frame_count": table.frame_count, "fps": _fps(table, stream),
-                    "vfr": _is_vfr(table.presentation), "rotation": rotation, "decoded_frames": decoded}
+                    "vfr": _is_vfr(table.presentation), "rotation": rotation, "decoded_frames": decoded,
+                    "failed": {wanted[p]: reason for p, reason in failed.items()}}
     except av.error.FFmpegError as e:
         raise MediaError(path, f"not a readable video: {_reason(e)}") from None
     if info["vfr"]:
@@ -292,33 +306,39 @@ def read_video_frames(path: str | Path, indices: Sequence[int] | Callable[[int],
     return frames, info
 
 
-def _media_frames(record: dict[str, Any], sample: Callable[[int], list[int]]) -> tuple[dict[int, np.ndarray], int]:
-    """BGR frames by index and the frame count of one media; images are a one-frame video."""
+def _media_frames(record: dict[str, Any], sample: Callable[[int], list[int]],
+                  ) -> tuple[dict[int, np.ndarray], dict[int, str], int]:
+    """BGR frames by index, the reasons of wanted frames that failed by index, and the frame count
+    of one media; images are a one-frame video."""
     if record["kind"] == "image":
-        return {0: read_image(record["path"])}, 1
+        return {0: read_image(record["path"])}, {}, 1
     if record["kind"] == "video":
         frames, info = read_video_frames(record["path"], sample)
-        return {i: cv2.cvtColor(f, cv2.COLOR_RGB2BGR) for i, f in frames.items()}, info["frame_count"]
+        return ({i: cv2.cvtColor(f, cv2.COLOR_RGB2BGR) for i, f in frames.items()}, info["failed"],
+                info["frame_count"])
     raise MediaError(record["path"], f"unknown media kind {record['kind']!r} (video | image)")
 
 
 def _media_rows(record: dict[str, Any], out_dir: Path, sample: Callable[[int], list[int]],
                 image_format: str) -> list[dict[str, Any]]:
-    """The manifest rows of one media: one per written frame, or one error row."""
+    """The manifest rows of one media: one per wanted frame (written, or with the reason it could
+    not be decoded), or one error row for a media that gives no frame at all."""
     empty = {"frame_idx": None, "frame_count": None, "frame_path": None, "width": None, "height": None}
     try:
-        frames, frame_count = _media_frames(record, sample)
+        frames, failed, frame_count = _media_frames(record, sample)
     except MediaError as e:
         log.warning("%s", e)
         return [{**record, **empty, "error": str(e)}]
-    rows = []
+    rows = [{**record, **empty, "frame_idx": idx, "frame_count": frame_count,
+             "error": str(MediaError(record["path"], f"frame {idx} could not be decoded: {reason}"))}
+            for idx, reason in failed.items()]
     for idx in sorted(frames):
         frame_path = out_dir / media_slug(record["media_id"]) / f"{idx:06d}.{image_format}"
         write_image(frame_path, frames[idx])
         height, width = frames[idx].shape[:2]
         rows.append({**record, "frame_idx": idx, "frame_count": frame_count, "frame_path": str(frame_path),
                      "width": width, "height": height, "error": None})
-    return rows
+    return sorted(rows, key=lambda row: row["frame_idx"])
 
 
 def extract_frames(media: pd.DataFrame, out_dir: str | Path, mode: Mode, per_video: int, stride: int,
@@ -331,6 +351,7 @@ def extract_frames(media: pd.DataFrame, out_dir: str | Path, mode: Mode, per_vid
         raise ValueError(f"image_format must be one of {IMAGE_FORMATS}, got {image_format!r}")
     sample = partial(frame_indices, mode=mode, per_video=per_video, stride=stride, max_per_video=max_per_video)
     sample(1)  # reject a bad sampling config before any media is read
+    Path(out_dir).mkdir(parents=True, exist_ok=True)  # a declared output, also for a shard without media
     carried = MEDIA_COLUMNS + [c for c in media.columns if c.startswith(ATTR_PREFIX)]
     rows: list[dict[str, Any]] = []
     for record in tqdm(media[carried].to_dict("records"), desc="frames", unit="media"):
@@ -339,6 +360,8 @@ def extract_frames(media: pd.DataFrame, out_dir: str | Path, mode: Mode, per_vid
     frames = pd.DataFrame(rows, columns=columns).astype(media.dtypes[carried].to_dict())
     for column in ("frame_idx", "frame_count", "width", "height"):
         frames[column] = frames[column].astype("Int32")
-    failed = frames.loc[frames["error"].notna(), "media_id"].nunique()
-    log.info("%d media -> %d frames; %d media failed", len(media), int(frames["error"].isna().sum()), failed)
+    failed = frames.loc[frames["error"].notna() & frames["frame_idx"].isna(), "media_id"].nunique()
+    lost = int((frames["error"].notna() & frames["frame_idx"].notna()).sum())
+    log.info("%d media -> %d frames; %d media failed, %d frames of other media could not be decoded", len(media),
+             int(frames["error"].isna().sum()), failed, lost)
     return frames

@@ -14,7 +14,7 @@ from pathlib import Path
 import pandas as pd
 
 from robust_deepfake import datasets
-from robust_deepfake.manifest import ATTR_PREFIX, MEDIA_COLUMNS, shard_of, write_manifest
+from robust_deepfake.manifest import ATTR_PREFIX, MEDIA_COLUMNS, shard_count, shard_of, write_manifest
 
 log = logging.getLogger(__name__)
 
@@ -25,9 +25,10 @@ def options_from_config(layout: str, dataset_config: dict) -> dict:
     return {k: dataset_config[k] for k in datasets.layout_options(layout) if k in dataset_config}
 
 
-def build_media_table(layout: str, root: str | Path, dataset: str, n_shards: int, layout_options: dict,
-                      max_per_label: int | None, seed: int) -> pd.DataFrame:
-    """The media manifest of one dataset root: adapter rows plus dataset name and shard."""
+def build_media_table(layout: str, root: str | Path, dataset: str, max_shards: int, media_per_shard: int,
+                      layout_options: dict, max_per_label: int | None, seed: int) -> pd.DataFrame:
+    """The media manifest of one dataset root: adapter rows plus dataset name and shard, with the
+    shard count sized from the number of media (`manifest.shard_count`)."""
     df = datasets.list_media(layout, root, **layout_options)
     if df.empty:
         raise datasets.DatasetLayoutError(f"{root}: the {layout} layout found no media")
@@ -36,6 +37,7 @@ def build_media_table(layout: str, root: str | Path, dataset: str, n_shards: int
         raise ValueError(f"{root}: {len(duplicated)} duplicate media ids, e.g. {sorted(duplicated)[:3]}")
     if max_per_label is not None:
         df = _subset_per_label(df, max_per_label, seed)
+    n_shards = shard_count(len(df), max_shards, media_per_shard)
     df = df.assign(dataset=dataset, shard=[shard_of(m, n_shards) for m in df["media_id"]])
     attrs = sorted(c for c in df.columns if c.startswith(ATTR_PREFIX))
     return df[MEDIA_COLUMNS + attrs].sort_values("media_id").reset_index(drop=True)
@@ -50,13 +52,14 @@ def _subset_per_label(df: pd.DataFrame, max_per_label: int, seed: int) -> pd.Dat
     return df[keep]
 
 
-def ingest(layout: str, root: str | Path, dataset: str, n_shards: int, layout_options: dict,
+def ingest(layout: str, root: str | Path, dataset: str, max_shards: int, media_per_shard: int, layout_options: dict,
            max_per_label: int | None, seed: int, out_path: str | Path) -> pd.DataFrame:
     """Build the media manifest and write it to `out_path` (atomically); returns the table."""
-    df = build_media_table(layout, root, dataset, n_shards, layout_options, max_per_label, seed)
+    df = build_media_table(layout, root, dataset, max_shards, media_per_shard, layout_options, max_per_label, seed)
     write_manifest(df, out_path, columns=MEDIA_COLUMNS)
     counts = df.groupby(["label", "method"]).size()
-    log.info("%s: %d media from %s (%s layout) -> %s", dataset, len(df), root, layout, out_path)
+    log.info("%s: %d media from %s (%s layout) in %d shards -> %s", dataset, len(df), root, layout,
+             df["shard"].nunique(), out_path)
     for (label, method), n in counts.items():
         log.info("  label %d %-20s %d", label, method, n)
     return df

@@ -9,6 +9,7 @@ later count can say how many media were dropped and why.
 from __future__ import annotations
 
 import hashlib
+import math
 from pathlib import Path
 
 import pandas as pd
@@ -107,6 +108,14 @@ def shard_of(media_id: str, n_shards: int) -> int:
     """Stable across Python runs and machines (unlike hash()), so adding media moves nothing."""
     digest = hashlib.sha1(media_id.encode("utf-8")).digest()
     return int.from_bytes(digest[:8], "big") % n_shards
+
+
+def shard_count(n_media: int, max_shards: int, media_per_shard: int) -> int:
+    """How many shards a dataset of `n_media` gets: about `media_per_shard` media each, at most
+    `max_shards`. A small dataset thus never pays one job per empty shard, and the count is a power
+    of two, so it changes (and reshuffles the shards) only when the dataset doubles or halves."""
+    wanted = max(1, math.ceil(n_media / media_per_shard))
+    return min(max_shards, 1 << (wanted - 1).bit_length())
 
 
 def shard_name(shard: int) -> str:

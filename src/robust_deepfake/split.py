@@ -75,11 +75,39 @@ class _Part:
             self.counts[label] = self.counts.get(label, 0) + n
 
 
-def assign_groups(media: pd.DataFrame, fractions: dict[str, float], seed: int) -> pd.Series:
-    """Greedy, label-stratified assignment of identity groups to parts.
+def _cover_labels(per_group: pd.DataFrame, order: list[str], parts: list[_Part], label_totals: dict[int, int]
+                  ) -> dict[str, str]:
+    """Give every part one group of each label first, wherever enough groups hold it.
 
-    Groups are visited largest first (ties in a seeded random order), each going to the part with
-    the largest deficit for the group's labels. This keeps parts identity-disjoint
+    A part without a label cannot train or test anything (a C with no fakes measures nothing), and
+    with few groups the greedy rule alone can leave one so: five groups carrying every fake went
+    four to A and one to B. A label held by at least as many groups as there are parts is handed
+    out here, smallest part first, each part taking the smallest group that holds it (preferring a
+    group that also holds another label the part still lacks), so small parts are not overfilled.
+    """
+    assignment: dict[str, str] = {}
+    holders = {label: [g for g in order if per_group.loc[g, label] > 0] for label in label_totals}
+    for part in sorted(parts, key=lambda p: sum(p.targets.values())):
+        for label in sorted(label_totals, key=lambda l: len(holders[l])):
+            if len(holders[label]) < len(parts) or part.counts.get(label, 0) > 0:
+                continue
+            free = [g for g in holders[label] if g not in assignment]
+            if not free:
+                continue
+            lacking = [l for l in label_totals if part.counts.get(l, 0) == 0]
+            group = min(free, key=lambda g: (-sum(per_group.loc[g, l] > 0 for l in lacking),
+                                             int(per_group.loc[g].sum()), order.index(g)))
+            part.add({int(l): int(n) for l, n in per_group.loc[group].items() if n})
+            assignment[group] = part.name
+    return assignment
+
+
+def assign_groups(media: pd.DataFrame, fractions: dict[str, float], seed: int) -> pd.Series:
+    """Label-stratified assignment of identity groups to parts.
+
+    First every part gets one group of each label where the groups allow it (`_cover_labels`);
+    then the other groups are visited largest first (ties in a seeded random order), each going to
+    the part with the largest deficit for the group's labels. This keeps parts identity-disjoint
     by construction while label proportions stay close to the fractions; with few groups it is
     as close as whole groups allow.
     """
@@ -87,13 +115,16 @@ def assign_groups(media: pd.DataFrame, fractions: dict[str, float], seed: int) -
     per_group = media.groupby(["group", "label"]).size().unstack(fill_value=0)
     totals = per_group.sum(axis=0)
     label_totals = {int(l): int(totals[l]) for l in per_group.columns}
+    per_group.columns = [int(c) for c in per_group.columns]
     parts = [_Part(p, {l: fractions[p] * n for l, n in label_totals.items()}) for p in parts_names]
 
     groups = sorted(per_group.index)
     random.Random(seed).shuffle(groups)
     groups.sort(key=lambda g: -int(per_group.loc[g].sum()))  # stable: seeded order within a size
-    assignment = {}
+    assignment = _cover_labels(per_group, groups, parts, label_totals)
     for g in groups:
+        if g in assignment:
+            continue
         counts = {int(l): int(n) for l, n in per_group.loc[g].items() if n}
         best = max(parts, key=lambda p: p.deficit_for(counts, label_totals))
         best.add(counts)
@@ -183,10 +214,31 @@ def split_summary(faces: pd.DataFrame, media: pd.DataFrame) -> pd.DataFrame:
     rows.append({"part": "excluded: shares a person with the official test list", "label": pd.NA,
                  "media": len(excluded), "faces": int(per_media.loc[per_media.index.isin(excluded), "faces"].sum()),
                  "identities": pd.NA})
+    rows += _missing_labels(media)
     lost = per_media[per_media["faces"] == 0]
     for reason, n in lost["error"].fillna("no usable face").map(_reason_kind).value_counts().sort_index().items():
         rows.append({"part": f"lost: {reason}", "label": pd.NA, "media": int(n), "faces": 0, "identities": pd.NA})
     return pd.DataFrame(rows)
+
+
+def _missing_labels(media: pd.DataFrame) -> list[dict]:
+    """Summary rows for each part that holds media of one label but none of the other, with why:
+    such a part cannot train (B) or measure (C) a detector, so the summary must say so."""
+    rows = []
+    names = {0: "real", 1: "fake"}
+    groups_with = {label: media.loc[media["label"] == label, "group"].nunique() for label in names}
+    for part in PARTS:
+        here = media[media["part"] == part]
+        for label, name in names.items():
+            if len(here) and not (here["label"] == label).any():
+                n = groups_with[label]
+                why = f"{n} identity group{'s' if n != 1 else ''} of the dataset hold{'s' if n == 1 else ''} {name} media"
+                if n < len(PARTS):
+                    why += f"; every part gets both labels when at least {len(PARTS)} do"
+                log.warning("part %s has no %s media: %s", part, name, why)
+                rows.append({"part": f"missing: {part} has no {name} media ({why})", "label": label, "media": 0,
+                             "faces": 0, "identities": pd.NA})
+    return rows
 
 
 def _reason_kind(error: str) -> str:

@@ -33,7 +33,7 @@ from diffusers import DDPMScheduler, UNet2DModel
 from diffusers.training_utils import EMAModel
 from tqdm import tqdm
 
-from robust_deepfake.atomic import atomic_path
+from robust_deepfake.checkpoints import read_payload, resumable_state, save_checkpoint
 from robust_deepfake.devices import resolve_device
 from robust_deepfake.models.faceswap_ae import faces_to_tensor
 
@@ -180,11 +180,15 @@ def train_ddpm(faces: Sequence[np.ndarray], config: DDPMConfig, out_dir: str | P
     generator = torch.Generator().manual_seed(config.seed)
     checkpoint = out_dir / CHECKPOINT_PATH
     step, history = 0, []
-    if resume and checkpoint.exists():
-        step, history = _resume(checkpoint, config, unet, optimizer, ema, generator, device)
-        if step > config.steps:
-            raise ValueError(f"cannot resume from {checkpoint}: it is at step {step}, past the {config.steps} "
-                             f"steps asked for; raise steps, or delete it or train with resume=False")
+    state = resumable_state(checkpoint, lambda path: _training_state(path, config, device),
+                            "DDPM training state") if resume else None
+    if state is not None:
+        unet.load_state_dict(state["unet"])
+        optimizer.load_state_dict(state["optimizer"])
+        if ema is not None:
+            ema.load_state_dict(state["ema"])
+        generator.set_state(state["rng"].cpu())
+        step, history = int(state["step"]), list(state["history"])
         log.info("resuming DDPM training from %s at step %d", checkpoint, step)
     log.info("training a DDPM of %.2f M parameters on %d faces, %d steps, on %s",
              sum(p.numel() for p in unet.parameters()) / 1e6, len(faces), config.steps, device)
@@ -218,39 +222,26 @@ def train_ddpm(faces: Sequence[np.ndarray], config: DDPMConfig, out_dir: str | P
 
 def _save_checkpoint(path: Path, config: DDPMConfig, unet: UNet2DModel, optimizer: torch.optim.Optimizer,
                      ema: EMAModel | None, generator: torch.Generator, step: int, history: list[dict]) -> None:
-    payload = {"format": CHECKPOINT_FORMAT, "version": CHECKPOINT_VERSION, "config": asdict(config),
-               "unet": unet.state_dict(), "ema": ema.state_dict() if ema is not None else None,
-               "optimizer": optimizer.state_dict(), "step": step, "rng": generator.get_state(), "history": history}
-    with atomic_path(path) as tmp:
-        torch.save(payload, tmp)
+    save_checkpoint({"format": CHECKPOINT_FORMAT, "version": CHECKPOINT_VERSION, "config": asdict(config),
+                     "unet": unet.state_dict(), "ema": ema.state_dict() if ema is not None else None,
+                     "optimizer": optimizer.state_dict(), "step": step, "rng": generator.get_state(),
+                     "history": history}, path)
 
 
-def _resume(path: Path, config: DDPMConfig, unet: UNet2DModel, optimizer: torch.optim.Optimizer,
-            ema: EMAModel | None, generator: torch.Generator, device: torch.device) -> tuple[int, list[dict]]:
-    """Load a training checkpoint into the fresh model, optimizer, EMA and random generator; return
-    (step, history). A checkpoint of another configuration is an error, never silently dropped."""
-    try:
-        payload = torch.load(path, map_location=device, weights_only=True)
-    except Exception as exc:  # torch raises RuntimeError, UnpicklingError, EOFError... for bad files
-        raise ValueError(f"DDPM training checkpoint {path} could not be read (corrupt or not a torch file): "
-                         f"{exc}") from exc
-    if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:
-        raise ValueError(f"{path} is not a DDPM training checkpoint of this pipeline (no format {CHECKPOINT_FORMAT!r})")
-    if payload.get("version") != CHECKPOINT_VERSION:
-        raise ValueError(f"DDPM training checkpoint {path} has version {payload.get('version')}, "
-                         f"this code reads version {CHECKPOINT_VERSION}")
+def _training_state(path: Path, config: DDPMConfig, device: torch.device) -> dict:
+    """A training checkpoint of these settings (only the step budget and the checkpoint interval
+    may differ) that has not run past the steps asked for."""
+    payload = read_payload(path, CHECKPOINT_FORMAT, CHECKPOINT_VERSION, "DDPM training checkpoint", device)
     saved, wanted = _fixed_settings(payload["config"]), _fixed_settings(asdict(config))
     if saved != wanted:
         changed = {k: (saved.get(k), wanted.get(k)) for k in sorted(wanted.keys() | saved.keys())
                    if saved.get(k) != wanted.get(k)}
         raise ValueError(f"cannot resume from {path}: settings changed since it was written "
-                         f"(name: (then, now)) {changed}; delete it or train with resume=False")
-    unet.load_state_dict(payload["unet"])
-    optimizer.load_state_dict(payload["optimizer"])
-    if ema is not None:
-        ema.load_state_dict(payload["ema"])
-    generator.set_state(payload["rng"].cpu())
-    return int(payload["step"]), list(payload["history"])
+                         f"(name: (then, now)) {changed}")
+    if payload["step"] > config.steps:
+        raise ValueError(f"cannot resume from {path}: it is at step {payload['step']}, past the {config.steps} "
+                         "steps asked for")
+    return payload
 
 
 def _fixed_settings(config: dict) -> dict:

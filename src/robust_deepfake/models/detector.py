@@ -24,7 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from robust_deepfake.atomic import atomic_path
+from robust_deepfake.checkpoints import read_payload, save_checkpoint
 
 CHECKPOINT_FORMAT = "robust_deepfake.detector"
 CHECKPOINT_VERSION = 1
@@ -84,9 +84,8 @@ def create_backbone(config: DetectorConfig, pretrained_file: str | Path | None =
 
 def _write_checkpoint(path: str | Path, config: DetectorConfig, **fields) -> None:
     """Format, version and configuration, plus `fields`, written atomically."""
-    payload = {"format": CHECKPOINT_FORMAT, "version": CHECKPOINT_VERSION, "config": asdict(config), **fields}
-    with atomic_path(path) as tmp:
-        torch.save(payload, tmp)
+    save_checkpoint({"format": CHECKPOINT_FORMAT, "version": CHECKPOINT_VERSION, "config": asdict(config), **fields},
+                    path)
 
 
 def save_detector(model: DeepfakeDetector, path: str | Path, extra: dict | None = None) -> None:
@@ -100,21 +99,9 @@ def save_untrained(config: DetectorConfig, path: str | Path, reason: str) -> Non
 
 
 def read_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> dict:
-    """The payload of a detector checkpoint of this pipeline, with clear errors for anything else."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"detector checkpoint not found: {path}")
-    try:
-        payload = torch.load(path, map_location=device, weights_only=True)
-    except Exception as exc:  # torch raises several types for a corrupt or foreign file
-        raise ValueError(f"detector checkpoint {path} could not be read (corrupt or not a torch file): {exc}") from exc
-    if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:
-        raise ValueError(f"{path} is not a detector checkpoint of this pipeline (format {CHECKPOINT_FORMAT!r} "
-                         "expected; timm weights go to the config's detector.pretrained instead)")
-    if payload.get("version") != CHECKPOINT_VERSION:
-        raise ValueError(f"detector checkpoint {path} has version {payload.get('version')}, "
-                         f"this code reads version {CHECKPOINT_VERSION}")
-    return payload
+    """The payload of a detector checkpoint of this pipeline, with clear errors for anything else
+    (timm weights belong in the config's detector.pretrained instead)."""
+    return read_payload(path, CHECKPOINT_FORMAT, CHECKPOINT_VERSION, "detector checkpoint", device)
 
 
 def detector_config(payload: dict) -> DetectorConfig:

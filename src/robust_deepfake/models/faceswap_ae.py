@@ -33,7 +33,7 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm import tqdm
 
-from robust_deepfake.atomic import atomic_path
+from robust_deepfake.checkpoints import read_payload, resumable_state, save_checkpoint
 from robust_deepfake.face_mask import landmark_face_mask, match_colors_lab, paste_face
 from robust_deepfake.images import read_rgb
 
@@ -369,26 +369,13 @@ def save_faceswap(model: FaceSwapAutoencoder, path: str | Path, training: dict |
                "model": model.state_dict()}
     if training is not None:
         payload["training"] = training
-    with atomic_path(path) as tmp:
-        torch.save(payload, tmp)
+    save_checkpoint(payload, path)
 
 
 def _read_checkpoint(path: str | Path, device: str | torch.device) -> dict:
-    """The checkpoint's payload, safely loaded and checked to be this module's format."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"face swap checkpoint not found: {path}")
-    try:
-        payload = torch.load(path, map_location=device, weights_only=True)
-    except Exception as exc:  # torch raises RuntimeError, UnpicklingError, EOFError... for bad files
-        raise ValueError(f"face swap checkpoint {path} could not be read (corrupt or not a torch file): {exc}") from exc
-    if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:
-        raise ValueError(f"{path} is not a face swap checkpoint of this pipeline (no format "
-                         f"{CHECKPOINT_FORMAT!r}; an official or foreign checkpoint cannot be used here)")
-    if payload.get("version") != CHECKPOINT_VERSION:
-        raise ValueError(f"face swap checkpoint {path} has version {payload.get('version')}, "
-                         f"this code reads version {CHECKPOINT_VERSION}")
-    return payload
+    """The checkpoint's payload, safely loaded and checked to be this module's format (an official
+    or foreign checkpoint cannot be used here)."""
+    return read_payload(path, CHECKPOINT_FORMAT, CHECKPOINT_VERSION, "face swap checkpoint", device)
 
 
 def _restore_weights(path: Path, model: FaceSwapAutoencoder, payload: dict) -> None:
@@ -414,30 +401,29 @@ def load_faceswap(path: str | Path, device: str | torch.device = "cpu") -> FaceS
 def start_training(model: FaceSwapAutoencoder, *, lr: float, seed: int, checkpoint: Path | None, resume: bool,
                    device: torch.device, what: str) -> tuple[torch.optim.Optimizer, torch.Generator, int, list[dict]]:
     """Adam (beta1 0.5, as the original), the batch RNG, and the step and history to start from:
-    0 and [] or, with `resume` and an existing `checkpoint`, where that run stopped. Adam is the
+    0 and [] or, with `resume` and a usable `checkpoint`, where that run stopped. Adam is the
     fused kernel: the dense bottleneck's millions of weights make the per-tensor loop the slowest
     part of a CPU step (measured 35 ms against 5 ms at latent_dim 1024)."""
     optimizer = torch.optim.Adam(model.parameters(), lr=lr, betas=(0.5, 0.999), fused=True)
     generator = torch.Generator().manual_seed(seed)
-    step, history = 0, []
-    if checkpoint is not None and resume and checkpoint.exists():
-        step, history = resume_training(checkpoint, model, optimizer, generator, device)
-        log.info("resuming %s from %s at step %d", what, checkpoint, step)
-    return optimizer, generator, step, history
+    state = (resumable_state(checkpoint, lambda path: _training_state(path, model, device), f"{what} state")
+             if checkpoint is not None and resume else None)
+    if state is None:
+        return optimizer, generator, 0, []
+    _restore_weights(checkpoint, model, state)
+    optimizer.load_state_dict(state["training"]["optimizer"])
+    generator.set_state(state["training"]["rng"].cpu())
+    step = int(state["training"]["step"])
+    log.info("resuming %s from %s at step %d", what, checkpoint, step)
+    return optimizer, generator, step, list(state["training"]["history"])
 
 
-def resume_training(path: Path, model: FaceSwapAutoencoder, optimizer: torch.optim.Optimizer,
-                    generator: torch.Generator, device: torch.device) -> tuple[int, list[dict]]:
-    """Load a training checkpoint into the fresh model, optimizer and random generator; return
-    (step, history). A checkpoint of another model configuration is an error, not silently dropped."""
+def _training_state(path: Path, model: FaceSwapAutoencoder, device: torch.device) -> dict:
+    """A training checkpoint of this very model configuration, with its training state."""
     payload = _read_checkpoint(path, device)
     if payload.get("config") != model.config():
         raise ValueError(f"cannot resume from {path}: it was trained with {payload.get('config')}, "
-                         f"now asked for {model.config()}; delete it or train with resume=False")
+                         f"now asked for {model.config()}")
     if "training" not in payload:
         raise ValueError(f"cannot resume from {path}: it holds weights only, no training state")
-    _restore_weights(path, model, payload)
-    training = payload["training"]
-    optimizer.load_state_dict(training["optimizer"])
-    generator.set_state(training["rng"].cpu())
-    return int(training["step"]), list(training["history"])
+    return payload

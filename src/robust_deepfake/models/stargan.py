@@ -26,7 +26,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset, Sampler
 from tqdm import tqdm
 
-from robust_deepfake.atomic import atomic_path
+from robust_deepfake.checkpoints import CheckpointError, load_checkpoint, resumable_state, save_checkpoint
 from robust_deepfake.manifest import ATTR_PREFIX
 
 if TYPE_CHECKING:
@@ -258,14 +258,9 @@ class LabelledStarGAN:
 # --------------------------------------------------------------------------------------------- #
 
 def _read_checkpoint(path: Path, device: torch.device | str) -> dict:
-    if not path.is_file():
-        raise FileNotFoundError(f"StarGAN checkpoint {path} does not exist")
-    try:
-        state = torch.load(path, map_location=device, weights_only=True)
-    except Exception as error:  # a truncated file or a pickle of arbitrary objects
-        raise ValueError(f"StarGAN checkpoint {path} cannot be read safely: {error}") from error
+    state = load_checkpoint(path, device, "StarGAN checkpoint")
     if not isinstance(state, dict):
-        raise ValueError(f"StarGAN checkpoint {path} holds a {type(state).__name__}, not a state_dict")
+        raise CheckpointError(f"StarGAN checkpoint {path} holds a {type(state).__name__}, not a state_dict")
     return state
 
 
@@ -312,9 +307,7 @@ def load_stargan(path: str | Path, attributes: Sequence[str] = DEFAULT_ATTRIBUTE
 
 def save_stargan(model: StarGANFaceGenerator, path: str | Path) -> None:
     """Write the generator as a plain state_dict in the official format, atomically."""
-    state = {k: v.detach().cpu() for k, v in model.generator.state_dict().items()}
-    with atomic_path(path) as tmp:
-        torch.save(state, tmp)
+    save_checkpoint({k: v.detach().cpu() for k, v in model.generator.state_dict().items()}, path)
 
 
 # --------------------------------------------------------------------------------------------- #
@@ -411,9 +404,9 @@ class _StarGANTrainer:
         return {"step": step, "config": self.config.record(), "G": self.G.state_dict(), "D": self.D.state_dict(),
                 "g_optimizer": self.g_optimizer.state_dict(), "d_optimizer": self.d_optimizer.state_dict()}
 
-    def restore(self, path: Path) -> int:
-        """Load a training state saved by `state`; return its step. Refuses a state from another
-        configuration (only `steps` may grow), since the result would then depend on both."""
+    def _usable_state(self, path: Path) -> dict:
+        """A training state saved by `state` under this configuration (only `steps` may grow, and
+        not below the state's step), since a result must not depend on two configurations."""
         state = _read_checkpoint(path, self.device)
         missing = {"step", "config", "G", "D", "g_optimizer", "d_optimizer"} - state.keys()
         if missing:
@@ -425,6 +418,14 @@ class _StarGANTrainer:
                              + ", ".join(f"{k} {saved.get(k)!r} -> {current[k]!r}" for k in changed))
         if state["step"] > self.config.steps:
             raise ValueError(f"{path} is at step {state['step']}, past the configured steps {self.config.steps}")
+        return state
+
+    def restore(self, path: Path) -> int:
+        """Continue from the training state at `path`; return its step (0 when there is none, or
+        when it cannot be used: it is then discarded, logged)."""
+        state = resumable_state(path, self._usable_state, "StarGAN training state")
+        if state is None:
+            return 0
         _load_strict(self.G, state["G"], path, "StarGAN generator")
         _load_strict(self.D, state["D"], path, "StarGAN critic")
         self.g_optimizer.load_state_dict(state["g_optimizer"])
@@ -494,9 +495,10 @@ def train_stargan(data: Dataset, config: StarGANTrainConfig = StarGANTrainConfig
     trainer = _StarGANTrainer(config, device)
     state_path = Path(checkpoint_dir) / TRAIN_STATE_NAME if checkpoint_dir is not None else None
     start = 0
-    if state_path is not None and resume and state_path.exists():
+    if state_path is not None and resume:
         start = trainer.restore(state_path)
-        log.info("resuming StarGAN training from %s at step %d of %d", state_path, start, config.steps)
+        if start:
+            log.info("resuming StarGAN training from %s at step %d of %d", state_path, start, config.steps)
     batches = _StepBatches(len(data), config.batch_size, config.seed, start, config.steps)
     loader = DataLoader(data, batch_sampler=batches, num_workers=num_workers)
     history: list[dict[str, float]] = []
@@ -509,7 +511,6 @@ def train_stargan(data: Dataset, config: StarGANTrainConfig = StarGANTrainConfig
             progress.set_postfix({k: f"{v:.3f}" for k, v in losses.items()})
             log.info("step %d/%d %s", done, config.steps, " ".join(f"{k} {v:.4f}" for k, v in losses.items()))
         if state_path is not None and (done % save_every == 0 or done == config.steps):
-            with atomic_path(state_path) as tmp:
-                torch.save(trainer.state(done), tmp)
+            save_checkpoint(trainer.state(done), state_path)
     return StarGANTrainingResult(StarGANFaceGenerator(trainer.G, config.attributes, config.image_size),
                                  trainer.D, config.steps, history)

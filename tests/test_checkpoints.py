@@ -1,0 +1,62 @@
+"""Checkpoint files: refused safely with a reason (never torch's advice to load them unsafely), and
+an unusable training state discarded so training starts afresh."""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import pytest
+import torch
+
+from robust_deepfake.checkpoints import CheckpointError, load_checkpoint, resumable_state, save_checkpoint
+from robust_deepfake.cli import main
+
+
+def bad_files(tmp_path):
+    """Each kind of unusable file and the words its refusal must contain."""
+    random_bytes = tmp_path / "random.pt"
+    random_bytes.write_bytes(np.random.default_rng(0).bytes(3000))
+    with_object = tmp_path / "object.pt"
+    torch.save({"epoch": np.float64(3.0), "w": torch.zeros(2)}, with_object)
+    good = tmp_path / "good.pt"
+    save_checkpoint({"w": torch.zeros(3)}, good)
+    truncated = tmp_path / "truncated.pt"
+    truncated.write_bytes(good.read_bytes()[: good.stat().st_size // 2])
+    return {random_bytes: "it is not a torch checkpoint",
+            with_object: "it holds a Python object of type numpy",
+            truncated: "corrupt or truncated"}
+
+
+def test_unusable_files_are_refused_with_the_reason_and_no_unsafe_advice(tmp_path):
+    for path, words in bad_files(tmp_path).items():
+        with pytest.raises(CheckpointError) as error:
+            load_checkpoint(path, what="detector checkpoint")
+        message = str(error.value)
+        assert message.startswith(f"detector checkpoint {path} cannot be read: ") and words in message, message
+        assert "weights_only" not in message and error.value.__cause__ is None and error.value.__suppress_context__
+    assert torch.equal(load_checkpoint(tmp_path / "good.pt")["w"], torch.zeros(3))
+
+
+def test_predict_with_a_corrupt_checkpoint_says_what_is_wrong(tmp_path, capsys):
+    corrupt = tmp_path / "model.pt"
+    corrupt.write_bytes(b"\x80\x02not really a checkpoint")
+    image = tmp_path / "face.png"
+    image.write_bytes(b"")
+    assert main(["predict", str(image), "--checkpoint", str(corrupt), "--device", "cpu"]) == 2
+    err = capsys.readouterr().err
+    assert f"detector checkpoint {corrupt} cannot be read: it is not a torch checkpoint" in err
+    assert "weights_only" not in err and "arbitrary code" not in err
+
+
+def test_an_unusable_training_state_is_discarded_with_a_warning(tmp_path, caplog):
+    state = tmp_path / "last.pt"
+    assert resumable_state(state, load_checkpoint, "training state") is None  # none yet: nothing said
+    state.write_bytes(b"garbage")
+    with caplog.at_level(logging.WARNING):
+        assert resumable_state(state, load_checkpoint, "detector training state") is None
+    assert not state.exists()
+    assert (f"{state} cannot be read: it is not a torch checkpoint (corrupt, truncated or another kind of file); "
+            "discarding this detector training state and training from the start") in caplog.text
+    save_checkpoint({"step": 3}, state)
+    assert resumable_state(state, load_checkpoint, "training state") == {"step": 3}
