@@ -41,10 +41,10 @@ DIFFUSION_PURIFIERS = ["diffpure", "ddpm_reverse"]
 # Neural rules declare `resources: gpu=GPU_PER_JOB`: one GPU each unless the one device setting says
 # cpu. A cluster profile turns it into --gpus; locally `--resources gpu=K` caps concurrent GPU jobs.
 GPU_PER_JOB = 0 if config["device"] == "cpu" else 1
-# One detector per scenario; its path names every setting its result depends on.
-SCENARIO = "{backbone}/{training}/{generator}/{attack}/{rate}/{purifier}"
+# One detector per scenario and training seed; its path names every setting its result depends on.
+SCENARIO = "{backbone}/{training}/{generator}/{attack}/{rate}/{purifier}/seed{seed}"
 # the same axes, as one file name (logs, benchmarks)
-SCENARIO_FILE = "{backbone}_{training}_{generator}_{attack}_{rate}_{purifier}"
+SCENARIO_FILE = "{backbone}_{training}_{generator}_{attack}_{rate}_{purifier}_seed{seed}"
 # The experiment table and figures of one named study (its grid), so several grids over one
 # dataset keep their own tables while sharing every scenario's detector and evaluation.
 STUDY = f"{RESULTS}/studies/{config['study']}"
@@ -60,6 +60,7 @@ wildcard_constraints:
     purifier="|".join(PURIFIERS),
     backbone=r"[A-Za-z0-9_.]+",
     training="plain|fgsm|pgd",
+    seed=r"\d+",
 
 
 def script_code(script):
@@ -165,6 +166,16 @@ def purifier_config(wildcards):
     return {key: config["purify"][key] for key in PURIFIER_CONFIG_KEYS[purifier].values()}
 
 
+def reject_settings(wildcards):
+    """The reject rule and only the value it reads (none for the purifiers that change nothing), so
+    that editing the factor does not rerun scenarios calibrated by quantile."""
+    chosen = config["purify"]["reject_rule"]
+    if wildcards.purifier in ("none", "adv_generator") or chosen == "none":
+        return {"rule": "none", "value": None}
+    key = {"quantile": "reject_clean_rate", "factor": "reject_factor"}[chosen]
+    return {"rule": chosen, "value": config["purify"][key]}
+
+
 def purify_ddpm_model(wildcards):
     return [f"{RESULTS}/defense/ddpm/model/unet"] if wildcards.purifier in DIFFUSION_PURIFIERS else []
 
@@ -198,26 +209,30 @@ def split_outputs():
 
 def experiment_scenarios():
     """The union of the experiment blocks' products, in config order, each once; an axis a block
-    leaves out takes every value its upstream stage makes."""
+    leaves out takes every value its upstream stage makes (the seeds: detector.seeds)."""
     every = {"generator": config["fakes"]["generators"], "attack": ATTACKS, "poison_rate": config["poison"]["poison_rate"],
-             "purifier": PURIFIERS}
+             "purifier": PURIFIERS, "seed": config["detector"]["seeds"]}
     scenarios = {}
     for block in config["experiments"]:
         axes = {**every, **block}
-        for backbone, training, generator, attack, rate, purifier in itertools.product(
+        for backbone, training, generator, attack, rate, purifier, seed in itertools.product(
                 axes["backbone"], axes["training"], axes["generator"], axes["attack"], axes["poison_rate"],
-                axes["purifier"]):
+                axes["purifier"], axes["seed"]):
             scenario = dict(backbone=backbone, training=training, generator=generator,
-                            attack=scenario_attack(attack, rate), rate=f"{float(rate):g}", purifier=purifier)
+                            attack=scenario_attack(attack, rate), rate=f"{float(rate):g}", purifier=purifier,
+                            seed=str(seed))
             scenarios[tuple(scenario.values())] = scenario
     return list(scenarios.values())
 
 
 def detector_settings(wildcards):
-    """The detector keys training reads, with only this backbone's pretrained file, so that adding
-    weights for another backbone retrains nothing."""
-    settings = {key: value for key, value in config["detector"].items() if key != "pretrained"}
-    settings["pretrained"] = config["detector"]["pretrained"].get(wildcards.backbone)
+    """The detector keys training reads, with this backbone's own settings over them and only its
+    pretrained file, so that changing another backbone's retrains nothing; and without the seed
+    list: a detector's seed is its own path's, so adding a seed retrains no other."""
+    detector = config["detector"]
+    settings = {key: value for key, value in detector.items() if key not in ("pretrained", "seeds", "backbone_settings")}
+    settings.update(detector["backbone_settings"].get(wildcards.backbone, {}))
+    settings["pretrained"] = detector["pretrained"].get(wildcards.backbone)
     return settings
 
 

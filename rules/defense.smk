@@ -9,6 +9,7 @@ rule train_ddpm:
         history=f"{RESULTS}/defense/ddpm/history.parquet",
     params:
         settings=config["ddpm"],
+        calibration_identities=config["purify"]["calibration_identities"],
         seed=config["seed"],
         device=config["device"],
         code=script_code("train_ddpm.py"),

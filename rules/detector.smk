@@ -9,7 +9,7 @@ rule train_detector:
         history=f"{RESULTS}/detectors/{SCENARIO}/history.parquet",
     params:
         settings=detector_settings,
-        seed=config["seed"],
+        seed=lambda wildcards: int(wildcards.seed),
         device=config["device"],
         code=script_code("train_detector.py"),
     threads: 1

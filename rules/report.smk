@@ -7,6 +7,8 @@ rule summarise_experiments:
         purified=[f"{RESULTS}/purified/{s['attack']}/{s['rate']}/{s['purifier']}/summary.tsv" for s in experiment_scenarios()],
     output:
         table=f"{STUDY}/summary.parquet",
+        seeds=f"{STUDY}/summary_seeds.parquet",
+        effects=f"{STUDY}/effects.parquet",
         markdown=report(f"{STUDY}/summary.md", caption="../report/summary.rst", category="Experiments"),
         auc_vs_rate=report(f"{STUDY}/report/auc_vs_poison_rate.png", caption="../report/auc_vs_poison_rate.rst",
                            category="Experiments"),

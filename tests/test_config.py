@@ -126,8 +126,8 @@ def test_an_unknown_backbone_is_refused_before_any_job():
     with pytest.raises(ConfigError) as err:
         validate_config(cfg)
     msg = str(err.value)
-    assert "experiments.0.backbone" in msg and "'resnet999' is not a timm model" in msg and "resnet18" in msg
-    cfg["experiments"][0]["backbone"] = ["legacy_xception", "efficientnet_b4", "resnet18.a1_in1k"]
+    assert "experiments.0.backbone" in msg and "'resnet999' is neither a detector family of this pipeline (spectrum) nor a timm model" in msg and "resnet18" in msg
+    cfg["experiments"][0]["backbone"] = ["legacy_xception", "efficientnet_b4", "resnet18.a1_in1k", "spectrum"]
     validate_config(cfg)
 
 
@@ -137,3 +137,25 @@ def test_the_timm_names_read_from_its_sources_are_timms_own():
     from robust_deepfake.config import timm_model_names
 
     assert set(timm.list_models()) <= timm_model_names()
+
+
+def test_a_threshold_is_calibrated_or_a_number_also_from_the_command_line():
+    cfg = default_config()
+    assert validate_config(copy.deepcopy(cfg))["evaluate"]["threshold"] == "calibrated"
+    cfg["evaluate"]["threshold"] = "0.6"  # as `--config 'evaluate={threshold: 0.6}'` hands it over
+    assert validate_config(copy.deepcopy(cfg))["evaluate"]["threshold"] == 0.6
+    cfg["evaluate"]["threshold"] = "tuned"
+    with pytest.raises(ConfigError, match="evaluate.threshold"):
+        validate_config(cfg)
+
+
+def test_per_backbone_settings_change_training_keys_only():
+    cfg = default_config()
+    cfg["detector"]["backbone_settings"] = {"spectrum": {"lr": 0.01, "epochs": 20}}
+    validate_config(copy.deepcopy(cfg))
+    cfg["detector"]["backbone_settings"] = {"spectrum": {"lr": -1, "seeds": [1], "colour": "red"}}
+    with pytest.raises(ConfigError) as err:
+        validate_config(cfg)
+    msg = str(err.value)
+    assert "detector.backbone_settings.spectrum.lr" in msg and "detector.backbone_settings.spectrum.seeds" in msg
+    assert "detector.backbone_settings.spectrum.colour': not a per-backbone setting" in msg

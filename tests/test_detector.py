@@ -18,7 +18,8 @@ from robust_deepfake.models.detector import (DeepfakeDetector, DetectorConfig, U
                                              save_detector, save_untrained)
 
 TINY = DetectorConfig(backbone="resnet18", image_size=32)
-SETTINGS = {"epochs": 3, "batch_size": 8, "lr": 1e-3, "weight_decay": 0.0, "augment": "none", "balance": True,
+SETTINGS = {"epochs": 3, "batch_size": 8, "lr": 1e-3, "weight_decay": 0.0, "optimizer": "adamw", "patience": 0,
+            "augment": "none", "balance": True,
             "adversarial": {"epsilon": 4 / 255, "step_size": 1 / 255, "steps": 3, "clean_weight": 0.5,
                             "lipschitz_psi": 10.0, "lipschitz_z": 2.0}}
 
@@ -165,3 +166,72 @@ def test_training_learns_and_a_killed_run_resumes_to_the_same_weights(faces, tmp
 def test_pgd_training_runs_and_records_each_epoch(faces, tmp_path):
     history = _train(faces, tmp_path, "pgd", mode="pgd")
     assert len(history) == 3 and np.isfinite(history["train_loss"]).all()
+
+
+def test_the_best_epoch_is_ranked_by_hold_out_auc_then_loss():
+    from robust_deepfake.detector import NO_EPOCH, selection_key
+
+    first = {"val_auc": 1.0, "val_loss": 0.40}
+    later = {"val_auc": 1.0, "val_loss": 0.05}  # the same AUC, better calibrated: preferred
+    worse = {"val_auc": 0.99, "val_loss": 0.01}
+    assert selection_key(later) > selection_key(first) > selection_key(worse) > NO_EPOCH
+    assert selection_key({"val_auc": float("nan"), "val_loss": float("nan")}) > NO_EPOCH
+
+
+def test_patience_stops_training_and_the_threshold_is_kept_with_the_model(faces, tmp_path):
+    train, val = holdout_split(faces, 0.25, seed=0)
+    settings = {**SETTINGS, "epochs": 30, "patience": 2, "lr": 1e-2}
+    history = train_detector(train, val, TINY, settings, "plain", seed=0, out_path=tmp_path / "m.pt",
+                             work_dir=tmp_path / "w", device=torch.device("cpu"))
+    last_best = int(history.loc[history["best"], "epoch"].max())
+    assert len(history) == last_best + 2 < 30  # two epochs without a better one, then stop
+    payload = torch.load(tmp_path / "m.pt", weights_only=True)
+    assert payload["epoch"] == last_best and payload["threshold"] == history.loc[last_best - 1, "threshold"]
+
+
+def blurred_and_sharp(root, n: int, seed: int) -> pd.DataFrame:
+    """Sharp noise textures (real) and the same textures blurred (fake): a face swap's decoded
+    face is such a blur of the high frequencies, which the spectrum shows at once."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for k in range(n):
+        texture = cv2.resize(rng.integers(0, 256, (16, 16, 3), dtype=np.uint8), (32, 32),
+                             interpolation=cv2.INTER_LINEAR).astype(np.float32)
+        texture += rng.normal(0, 12, texture.shape)
+        for label, image in ((0, texture), (1, cv2.GaussianBlur(texture, (5, 5), 1.2))):
+            path = root / f"s{seed}_{k}_{label}.png"
+            cv2.imwrite(str(path), np.clip(image, 0, 255).astype(np.uint8))
+            rows.append({"media_id": f"{label}/{seed}/{k}", "source_media_id": f"{seed}/{k}", "image_path": str(path),
+                         "label": label})
+    return pd.DataFrame(rows)
+
+
+def test_the_spectrum_detector_separates_blurred_from_sharp(tmp_path):
+    from robust_deepfake.detector import score_faces
+    from robust_deepfake.scoring import detection_metrics
+
+    config = DetectorConfig(backbone="spectrum", image_size=32)
+    train, test = blurred_and_sharp(tmp_path, 24, seed=1), blurred_and_sharp(tmp_path, 16, seed=2)
+    fit, val = holdout_split(train, 0.25, seed=0)
+    train_detector(fit, val, config, {**SETTINGS, "epochs": 15, "lr": 1e-2}, "plain", seed=0,
+                   out_path=tmp_path / "spectrum.pt", work_dir=tmp_path / "w", device=torch.device("cpu"))
+    model = load_detector(tmp_path / "spectrum.pt")
+    assert sum(p.numel() for p in model.parameters()) == 32 + 1  # a linear head on 32 spectrum bins
+    scores = score_faces(model, test, 32, 16, torch.device("cpu"))
+    assert detection_metrics(test["label"].to_numpy(), scores)["auc"] >= 0.95
+    # it takes the evasion attacks as any detector: its logit is differentiable in the pixels
+    pixels = torch.rand(2, 3, 32, 32, requires_grad=True)
+    model(pixels).sum().backward()
+    assert pixels.grad is not None and pixels.grad.abs().sum() > 0
+
+
+def test_spectrum_rings_cover_every_frequency_once():
+    from robust_deepfake.models.spectrum import radial_bins
+
+    rings = radial_bins(16, 8)
+    assert rings.shape == (8, 256)
+    assert torch.allclose(rings.sum(1), torch.ones(8))  # each row averages its ring
+    assert torch.equal((rings > 0).sum(0), torch.ones(256, dtype=torch.long))  # each frequency in one ring
+    assert rings[0, 8 * 16 + 8] > 0  # the DC term (centre of the shifted spectrum) is in the first ring
+    with pytest.raises(ValueError, match="too many"):
+        radial_bins(4, 16)

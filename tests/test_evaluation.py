@@ -12,7 +12,8 @@ import torch
 
 from robust_deepfake.evaluation import ALL_FAKES, conditions, evaluation_faces, metrics_table, score_all
 from robust_deepfake.models.detector import DeepfakeDetector, DetectorConfig
-from robust_deepfake.report import experiment_table, markdown, plot_attack_success, plot_auc_vs_rate, plot_distortions, plot_roc
+from robust_deepfake.report import (experiment_table, markdown, plot_attack_success, plot_auc_vs_rate, plot_distortions,
+                                    plot_roc, poisoning_effects, seed_summary, summary_markdown)
 
 SETTINGS = {"batch_size": 8, "threshold": 0.5, "attacks": ["fgsm", "pgd"], "fgsm": {"epsilon": 8 / 255},
             "pgd": {"epsilon": 8 / 255, "step_size": 2 / 255, "steps": 5}, "distortions": ["GB", "CS"],
@@ -100,11 +101,11 @@ def test_experiment_table_and_figures(tmp_path):
     text = markdown(table)
     assert text.count("\n") == 6 and "| pgd |" in text
     paths = [tmp_path / f"{n}.png" for n in ("rate", "roc", "dist", "asr")]
-    plot_auc_vs_rate(table, paths[0])
+    plot_auc_vs_rate(seed_summary(table), paths[0])
     scores = pd.DataFrame({"condition": "clean", "label": [0, 1, 0, 1], "score": [0.1, 0.9, 0.4, 0.3]})
     plot_roc([scores], ["one"], paths[1])
     plot_distortions(metrics, ["a", "b", "c", "d"], paths[2])
-    plot_attack_success(table, paths[3])
+    plot_attack_success(seed_summary(table), paths[3])
     for path in paths:
         assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
@@ -120,5 +121,39 @@ def test_a_scenario_without_a_detector_keeps_its_row_and_its_point(tmp_path):
     assert table["detector"].tolist() == ["trained", "none: no training faces"]
     assert table["auc"].iloc[0] == 0.8 and np.isnan(table["auc"].iloc[1]) and table["reject_rate"].iloc[1] == 1.0
     assert "| none: no training faces |" in markdown(table)
-    plot_auc_vs_rate(table, tmp_path / "rate.png")
+    summary = seed_summary(table)
+    assert summary["detector"].tolist() == ["trained", "none: no training faces"] and summary["seeds"].tolist() == [1, 0]
+    plot_auc_vs_rate(summary, tmp_path / "rate.png")
     assert (tmp_path / "rate.png").stat().st_size > 0
+
+
+def test_the_table_shows_mean_and_sd_over_two_seeds_against_hand_computed_values():
+    """Two seeds of four scenarios: the summary's mean ± sd, and the poisoning's cost and what
+    DiffPure wins back, with their 95 % intervals, computed here by hand."""
+    history = pd.DataFrame({"epoch": [1], "train_images": [10], "val_auc": [0.9], "best": [True]})
+    aucs = {("none", 0.0): (0.9, 0.8), ("none", 0.5): (0.75, 0.55), ("diffpure", 0.5): (0.85, 0.7)}
+    scenarios, metrics = [], []
+    for (purifier, rate), values in aucs.items():
+        for seed, auc in enumerate(values):
+            scenarios.append(dict(backbone="resnet18", training="plain", generator="faceswap_ae",
+                                  attack="none" if rate == 0 else "pgd", poison_rate=rate, purifier=purifier, seed=seed))
+            metrics.append(_metrics(auc, 0.5))
+    per_seed = experiment_table(scenarios, metrics, [history] * 6, [pd.Series({"reject_rate": 0.0})] * 6)
+    summary = seed_summary(per_seed)
+    clean = summary[summary["poison_rate"] == 0].iloc[0]
+    assert clean["seeds"] == 2 and clean["auc"] == pytest.approx(0.85)
+    assert clean["auc_sd"] == pytest.approx(np.std([0.9, 0.8], ddof=1))  # 0.0707
+    text = summary_markdown(summary, poisoning_effects(per_seed))
+    assert "0.850 ± 0.071" in text and "0.650 ± 0.141" in text and "0.775 ± 0.106" in text
+
+    effects = poisoning_effects(per_seed).set_index("defence")
+    # cost per seed: 0.9 - 0.75 = 0.15 and 0.8 - 0.55 = 0.25; mean 0.2, sd 0.0707, t(0.975, 1) = 12.706
+    half = 12.7062047 * np.std([0.15, 0.25], ddof=1) / np.sqrt(2)
+    assert effects.loc["none", "auc_cost"] == pytest.approx(0.2)
+    assert (effects.loc["none", "auc_cost_lo"], effects.loc["none", "auc_cost_hi"]) == pytest.approx(
+        (0.2 - half, 0.2 + half), abs=1e-6)
+    # DiffPure wins back 0.85 - 0.75 = 0.10 and 0.7 - 0.55 = 0.15: 0.125 of the 0.2 lost, a share of 0.625
+    assert effects.loc["diffpure", "auc_won_back"] == pytest.approx(0.125)
+    assert effects.loc["diffpure", "auc_share"] == pytest.approx(0.625)
+    assert effects.loc["diffpure", "auc_share_lo"] <= 0.625 <= effects.loc["diffpure", "auc_share_hi"]
+    assert "0.200 [" in text and "0.625 [" in text

@@ -17,9 +17,10 @@ def test_closure_follows_the_scripts_imports_through_the_package():
 
 
 def test_a_module_imported_by_the_script_itself_is_in_its_closure():
-    """train_ddpm.py picks split A's faces with generators.training_faces: editing that function
-    must rerun train_ddpm, although the DDPM's own module never imports generators."""
-    assert "robust_deepfake.generators" in script_closure(SCRIPTS / "train_ddpm.py")
+    """train_ddpm.py picks split A's training faces with calibration.defence_faces: editing that
+    function must rerun train_ddpm, although the DDPM's own modules never import it."""
+    assert "robust_deepfake.calibration" in script_closure(SCRIPTS / "train_ddpm.py")
+    assert "robust_deepfake.calibration" not in script_closure(SCRIPTS / "train_generator.py")
     # purify.py imports the DDPM only for the diffusion purifiers, inside an `if`: still its code
     assert "robust_deepfake.models.ddpm" in script_closure(SCRIPTS / "purify.py")
 

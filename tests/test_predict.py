@@ -19,7 +19,7 @@ from robust_deepfake.models.detector import DeepfakeDetector, DetectorConfig, sa
 def checkpoint(tmp_path_factory):
     torch.manual_seed(0)
     path = tmp_path_factory.mktemp("detector") / "model.pt"
-    save_detector(DeepfakeDetector(DetectorConfig(image_size=32)), path)
+    save_detector(DeepfakeDetector(DetectorConfig(image_size=32)), path, extra={"threshold": 0.25})
     return path
 
 
@@ -38,8 +38,11 @@ def test_predict_scores_each_face_of_a_real_video_and_the_video(shared_data, che
     probabilities = [f["probability"] for f in media["faces"]]
     assert all(0 <= p <= 1 for p in probabilities)
     assert media["probability_fake"] == pytest.approx(np.mean(probabilities))
+    # the verdict is taken at the threshold the detector's training calibrated, stored in the checkpoint
+    assert media["threshold"] == 0.25 and media["verdict"] == ("fake" if media["probability_fake"] >= 0.25 else "real")
     text = predict(str(video), "--checkpoint", str(checkpoint), "--frames", "4")
     assert f"{video}: probability of fake" in text.stdout and "frame" in text.stdout
+    assert f"{media['verdict']} at the detector's threshold 0.250" in text.stdout
 
 
 def test_predict_says_clearly_when_an_image_has_no_face(tmp_path, checkpoint):

@@ -50,7 +50,8 @@ def test_purify_split_writes_measures_and_keeps_all_without_threshold(rows, tmp_
 
 
 def test_none_needs_no_threshold_and_changes_nothing(rows, tmp_path):
-    assert calibration_threshold("none", torch.zeros(2, 3, 8, 8), rows.iloc[:2], {}, 0.7, 0, 2, None, None) is None
+    assert calibration_threshold("none", torch.zeros(2, 3, 8, 8), rows.iloc[:2], {}, "quantile", 0.05, 0, 2, None,
+                                 None) is None
     out, _ = purify_split(rows, "none", {}, tmp_path, seed=0, batch_size=4, threshold=None)
     assert (out["pur_distance"] == 0).all()
     np.testing.assert_array_equal(read_crops(out["purified_path"].tolist()), read_crops(rows["poisoned_path"].tolist()))

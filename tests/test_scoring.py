@@ -144,3 +144,14 @@ def test_attack_success_rate_without_fakes_or_detections():
     assert math.isnan(r["asr"]) and math.isnan(r["asr_detected"]) and r["robust_acc"] == 1.0
     r = attack_success_rate([1, 1], [0.1, 0.2], [0.1, 0.9])
     assert r["asr"] == 0.5 and math.isnan(r["asr_detected"])
+
+
+def test_balanced_threshold_sits_in_the_gap_of_separable_scores_and_balances_errors():
+    from robust_deepfake.scoring import balanced_threshold
+
+    # separable, far from 0.5: the gap between the highest real (0.2) and lowest fake (0.3)
+    assert balanced_threshold([0, 0, 1, 1], [0.1, 0.2, 0.3, 0.4]) == pytest.approx(0.25)
+    # one real (0.7) above two fakes: (TPR + TNR) / 2 is best (5/6) between the reals 0.2 and the
+    # fake 0.5 (every fake caught, one real lost); at 0.55 or 0.8 it is 4/6
+    assert balanced_threshold([0, 0, 0, 1, 1, 1], [0.1, 0.2, 0.7, 0.5, 0.6, 0.9]) == pytest.approx(0.35)
+    assert balanced_threshold([1, 1], [0.2, 0.3]) == 0.5  # one class: nothing to calibrate

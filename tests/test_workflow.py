@@ -104,11 +104,22 @@ def test_demo_attack_side_outputs(demo_run):
 def test_demo_detectors_are_trained_evaluated_and_reported(demo_run):
     results = demo_run / "results" / "smoke"
     table = pd.read_parquet(results / "studies" / "demo" / "summary.parquet")
-    assert len(table) == 3 and set(table["training"]) == {"plain", "pgd"}
+    assert len(table) == 4 and set(table["training"]) == {"plain", "pgd"} and set(table["backbone"]) == {
+        "resnet18", "spectrum"}
     assert set(table["purifier"]) == {"none", "diffpure"} and (table["poison_rate"] == 0.5).all()
     for column in ("acc", "auc", "eer", "ap", "video_auc", "auc_faceswap_ae", "auc_landmark_swap", "pgd_asr",
                    "fgsm_asr", "distorted_auc_mean"):
         assert table[column].between(0, 1).all(), column
+    # two seeds of the plain resnet18: the summary's mean and sd are those of the per-seed rows
+    per_seed = pd.read_parquet(results / "studies" / "demo" / "summary_seeds.parquet")
+    assert len(per_seed) == 6
+    plain = per_seed[(per_seed["backbone"] == "resnet18") & (per_seed["training"] == "plain")
+                     & (per_seed["purifier"] == "none")]
+    row = table.set_index(["backbone", "training", "purifier"]).loc[("resnet18", "plain", "none")]
+    assert plain["seed"].tolist() == [0, 1] and row["seeds"] == 2
+    assert row["auc"] == pytest.approx(plain["auc"].mean()) and row["auc_sd"] == pytest.approx(plain["auc"].std())
+    thresholds = pd.read_parquet(next((results / "evaluation").rglob("metrics.parquet")))["threshold"]
+    assert thresholds.between(0, 1).all() and thresholds.nunique() == 1  # the detector's calibrated threshold
     metrics = pd.read_parquet(next((results / "evaluation").rglob("metrics.parquet")))
     assert {"clean", "fgsm", "pgd", "GB-1", "GB-5", "VC-1", "VC-5"} == set(metrics["condition"])
     for figure in ("auc_vs_poison_rate", "roc", "accuracy_vs_distortion", "attack_success"):
@@ -129,7 +140,7 @@ def test_crop_margin_reruns_cropping_and_dependants_only(demo_run):
     assert not UPSTREAM_OF_CROPS & set(jobs), jobs
 
 
-DETECTORS = {"train_detector": 3, "evaluate_detector": 3, "summarise_experiments": 1}
+DETECTORS = {"train_detector": 6, "evaluate_detector": 6, "summarise_experiments": 1}
 AFTER_POISON = {"poison": 2, "purify": 6, "generate_fakes": 12, "summarise_poisoning": 1,
                 "summarise_purification": 1, "measure_fakes": 4, "summarise_fake_distance": 1, "all": 1,
                 **DETECTORS}
@@ -147,14 +158,14 @@ def test_t_star_reruns_diffpure_and_after_not_ddpm_training(demo_run):
     jobs = planned_jobs(demo_run, "--config", "purify={t_star: 0.2}")
     assert jobs == {"purify": 2, "generate_fakes": 4, "summarise_purification": 1, "all": 1,
                     "measure_fakes": 4, "summarise_fake_distance": 1,
-                    "train_detector": 1, "evaluate_detector": 1, "summarise_experiments": 1}
+                    "train_detector": 2, "evaluate_detector": 2, "summarise_experiments": 1}
 
 
 def test_detector_lr_reruns_training_and_evaluation_only(demo_run):
     assert planned_jobs(demo_run, "--config", "detector={lr: 0.002}") == {**DETECTORS, "all": 1}
     # an evaluation setting reruns the evaluations, never the training
     assert planned_jobs(demo_run, "--config", "evaluate={levels: [1, 3]}") == {
-        "evaluate_detector": 3, "summarise_experiments": 1, "all": 1}
+        "evaluate_detector": 6, "summarise_experiments": 1, "all": 1}
 
 
 def edited(module: Path):
@@ -176,17 +187,18 @@ def edited(module: Path):
 def test_editing_a_stage_module_reruns_that_stage_and_after(demo_run):
     """One line added to the evaluation module: only evaluation and the table are stale."""
     with edited(REPO / "src" / "robust_deepfake" / "evaluation.py"):
-        assert planned_jobs(demo_run) == {"evaluate_detector": 3, "summarise_experiments": 1, "all": 1}
+        assert planned_jobs(demo_run) == {"evaluate_detector": 6, "summarise_experiments": 1, "all": 1}
     assert planned_jobs(demo_run) == {}
 
 
 def test_editing_a_module_a_script_imports_reruns_that_script(demo_run):
-    """train_ddpm.py picks its faces with generators.training_faces, a module the DDPM's own code
-    never imports: the rule's fingerprint follows its script's imports, so the edit reruns it."""
-    with edited(REPO / "src" / "robust_deepfake" / "generators.py"):
+    """train_ddpm.py picks its faces with calibration.defence_faces, a module the DDPM's own code
+    never imports: the rule's fingerprint follows its script's imports, so the edit reruns it (and
+    purification, which calibrates with it), not the generators' training."""
+    with edited(REPO / "src" / "robust_deepfake" / "calibration.py"):
         jobs = planned_jobs(demo_run)
-    assert jobs.get("train_ddpm") == 1 and jobs.get("train_generator") == 1, jobs
-    assert not UPSTREAM_OF_CROPS & set(jobs) and "crop_faces" not in jobs and "split" not in jobs, jobs
+    assert jobs.get("train_ddpm") == 1 and jobs.get("purify", 0) >= 1, jobs
+    assert not {"train_generator", "poison", "split"} & set(jobs), jobs
 
 
 def test_snakemake_report_builds_and_holds_the_figures(demo_run):
@@ -221,7 +233,7 @@ def test_an_upstream_change_retrains_every_model_from_the_start(demo_run, tmp_pa
     trained = {**TRAINED, **{str(p.relative_to(results)): (str(p.parent.relative_to(results) / "history.parquet"),
                                                           "epoch", 2)
                              for p in results.glob("detectors/**/model.pt")}}
-    assert len(trained) == 6
+    assert len(trained) == 9  # three generator-side models and six detectors
     before = {m: (model_bytes(results / m), pd.read_parquet(results / h)) for m, (h, _, _) in trained.items()}
     proc = snakemake(work, "--cores", "2", "--config", "crop={margin: 0.45}")
     assert "resuming" not in proc.stdout + proc.stderr
@@ -246,7 +258,7 @@ def test_a_changed_poisoning_setting_retrains_the_detectors_from_the_start(demo_
     models = sorted(results.glob("detectors/**/model.pt"))
     before = {m: m.read_bytes() for m in models}
     proc = snakemake(work, "--cores", "2", "--config", "poison={steps: 2}")
-    assert executed_jobs(proc)["train_detector"] == 3 and "train_generator" not in executed_jobs(proc)
+    assert executed_jobs(proc)["train_detector"] == 6 and "train_generator" not in executed_jobs(proc)
     for model in models:
         assert model.read_bytes() != before[model], model
         assert pd.read_parquet(model.parent / "history.parquet")["epoch"].tolist() == [1, 2]
@@ -337,7 +349,7 @@ def test_two_runs_with_the_same_seed_give_identical_splits_and_metrics(demo_run,
 def test_a_killed_detector_training_resumes_from_its_last_epoch(demo_run):
     """SIGKILL a training job (the whole Snakemake process group) mid-run, then rerun with
     --rerun-incomplete: the job resumes after the last saved epoch instead of starting over."""
-    scenario = "resnet18/plain/faceswap_ae/pgd/0.5/none"
+    scenario = "resnet18/plain/faceswap_ae/pgd/0.5/none/seed0"
     target = f"results/smoke/detectors/{scenario}/model.pt"
     args = ["--cores", "1", "--config", "detector={epochs: 60}", "--forcerun", "train_detector", "--", target]
     log = demo_run / "logs" / "smoke" / "train_detector" / f"{scenario.replace('/', '_')}.log"

@@ -11,7 +11,7 @@ from robust_deepfake.atomic import atomic_path  # noqa: E402
 from robust_deepfake.devices import resolve_device  # noqa: E402
 from robust_deepfake.evaluation import evaluation_faces, metrics_table, score_all  # noqa: E402
 from robust_deepfake.manifest import read_manifest  # noqa: E402
-from robust_deepfake.models.detector import UntrainedDetector, load_detector  # noqa: E402
+from robust_deepfake.models.detector import UntrainedDetector, calibrated_threshold, load_detector  # noqa: E402
 from robust_deepfake.seeding import seed_everything  # noqa: E402
 
 torch.set_num_threads(snakemake.threads)
@@ -29,8 +29,12 @@ else:
                              [read_manifest(f) for f in snakemake.input.test_fakes])
     log.info("split C: %d real and %d fake faces (%s)", int((faces["label"] == 0).sum()), int(faces["label"].sum()),
              ", ".join(f"{k} {v}" for k, v in faces["test_set"].value_counts().sort_index().items()))
+    # every detector meets the same attacks' starts and distortions: the run's seed, not the detector's
     scores = score_all(model, faces, p.settings, p.seed, model.config.image_size, device)
-    metrics = metrics_table(scores, p.settings["threshold"])
+    threshold = (calibrated_threshold(snakemake.input.model) if p.settings["threshold"] == "calibrated"
+                 else p.settings["threshold"])
+    log.info("decision threshold %.4f (%s)", threshold, p.settings["threshold"])
+    metrics = metrics_table(scores, threshold).assign(threshold=threshold)
     clean = metrics[(metrics["condition"] == "clean") & (metrics["unit"] == "frame") & (metrics["test_set"] == "all")]
     log.info("clean, all test fakes: AUC %.4f, acc %.4f, EER %.4f", *clean[["auc", "acc", "eer"]].iloc[0])
 for path, table in ((snakemake.output.scores, scores), (snakemake.output.metrics, metrics)):

@@ -11,6 +11,7 @@ import pandas as pd  # noqa: E402
 import torch  # noqa: E402
 
 from robust_deepfake.atomic import atomic_path  # noqa: E402
+from robust_deepfake.calibration import defence_faces  # noqa: E402
 from robust_deepfake.devices import resolve_device  # noqa: E402
 from robust_deepfake.disruption import DISRUPTION_METRICS, generator_disruption  # noqa: E402
 from robust_deepfake.generators import load_generator  # noqa: E402
@@ -35,11 +36,15 @@ if purifier in DIFFUSION_PURIFIERS:  # diffusers' import costs the other purifie
 
     unet, scheduler = load_ddpm(model_dir, device)
 
-part_a = read_manifest(snakemake.input.calibration)
-calibration = part_a[part_a["label"] == 0].sample(n=min(p.calibration_faces, int((part_a["label"] == 0).sum())),
-                                                  random_state=p.seed).reset_index(drop=True)
+# calibrated on split A's held-out people, whom the DDPM never saw (calibration.py); without any,
+# on the faces it trained on
+trained_on, held_out = defence_faces(read_manifest(snakemake.input.calibration), p.calibration_identities, p.seed)
+calibration = held_out if len(held_out) else trained_on
+calibration = calibration.sample(n=min(p.calibration_faces, len(calibration)), random_state=p.seed).reset_index(drop=True)
 threshold = calibration_threshold(purifier, to_tensor(read_crops(calibration["face_path"].tolist())), calibration,
-                                  settings, p.reject_factor, p.seed, p.batch_size, unet, scheduler)
+                                  settings, p.reject["rule"], p.reject["value"], p.seed, p.batch_size, unet, scheduler)
+log.info("reject threshold %s (%s rule, value %s) from %d clean faces of %d held-out identities of split A", threshold,
+         p.reject["rule"], p.reject["value"], len(calibration), calibration["identity"].nunique())
 
 reals = read_manifest(snakemake.input.reals)
 purified, cost = purify_split(reals, purifier, settings, snakemake.output.crops, seed=p.seed,

@@ -20,7 +20,7 @@ from robust_deepfake.training_state import training_state  # noqa: E402
 torch.set_num_threads(snakemake.threads)
 p, w = snakemake.params, snakemake.wildcards
 seed_everything(p.seed)
-scenario = "/".join(w[k] for k in ("backbone", "training", "generator", "attack", "rate", "purifier"))
+scenario = "/".join(w[k] for k in ("backbone", "training", "generator", "attack", "rate", "purifier")) + f"/seed{w.seed}"
 config = DetectorConfig(backbone=w.backbone, image_size=p.settings["image_size"], mean=tuple(p.settings["mean"]),
                         std=tuple(p.settings["std"]))
 try:

@@ -13,7 +13,7 @@ from __future__ import annotations
 import torch
 from torchvision.transforms import v2
 
-AUGMENTATIONS = ("none", "strong")
+AUGMENTATIONS = ("none", "flip", "strong")
 
 
 def detector_augmentations(name: str) -> v2.Compose:
@@ -21,6 +21,8 @@ def detector_augmentations(name: str) -> v2.Compose:
     to_float = [v2.ToDtype(torch.float32, scale=True)]
     if name == "none":
         return v2.Compose(to_float)
+    if name == "flip":
+        return v2.Compose([v2.RandomHorizontalFlip(p=0.5), *to_float])
     if name == "strong":
         return v2.Compose([
             v2.RandomHorizontalFlip(p=0.5),

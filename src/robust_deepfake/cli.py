@@ -13,7 +13,7 @@ import json
 import sys
 from pathlib import Path
 
-DEFAULT_CHECKPOINT = Path("results/demo/detectors/resnet18/plain/faceswap_ae/none/0/none/model.pt")
+DEFAULT_CHECKPOINT = Path("results/demo/detectors/resnet18/plain/faceswap_ae/none/0/none/seed0/model.pt")
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -35,7 +35,8 @@ def _parser() -> argparse.ArgumentParser:
 def _text(result) -> str:
     if result.error:
         return f"{result.path}: {result.error}"
-    lines = [f"{result.path}: probability of fake {result.probability:.4f} ({result.kind}, {len(result.faces)} face"
+    lines = [f"{result.path}: probability of fake {result.probability:.4f}, {result.verdict} at the detector's "
+             f"threshold {result.threshold:.3f} ({result.kind}, {len(result.faces)} face"
              f"{'s' if len(result.faces) != 1 else ''})"]
     if result.kind == "video" or len(result.faces) > 1:
         lines += [f"  frame {f['frame']:>5}: {f['probability']:.4f}" for f in result.faces]
@@ -48,7 +49,7 @@ def predict(args: argparse.Namespace) -> int:
     import torch
 
     from robust_deepfake.devices import resolve_device
-    from robust_deepfake.models.detector import load_detector
+    from robust_deepfake.models.detector import calibrated_threshold, load_detector
     from robust_deepfake.predict import Predictor, media_files
 
     try:
@@ -59,7 +60,8 @@ def predict(args: argparse.Namespace) -> int:
         device = resolve_device(args.device)
         torch.set_num_threads(1)
         predictor = Predictor(load_detector(args.checkpoint, device), device, margin=args.margin,
-                              crop_size=args.crop_size, frames_per_video=args.frames)
+                              crop_size=args.crop_size, frames_per_video=args.frames,
+                              threshold=calibrated_threshold(args.checkpoint))
     except (FileNotFoundError, ValueError) as exc:
         print(f"robust-deepfake predict: {exc}", file=sys.stderr)
         return 2

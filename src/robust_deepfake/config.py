@@ -18,6 +18,8 @@ from typing import Any
 import jsonschema
 import yaml
 
+from robust_deepfake.registry import DETECTOR_FAMILIES
+
 SCHEMA_PATH = Path(__file__).resolve().parents[2] / "config" / "config.schema.json"
 
 
@@ -91,8 +93,8 @@ def _coerce_cli_strings(instance: Any, schema: dict) -> Any:
         return {k: _coerce_cli_strings(v, props.get(k, {})) for k, v in instance.items()}
     if isinstance(instance, list):
         return [_coerce_cli_strings(v, schema.get("items", {})) for v in instance]
-    kinds = schema.get("type", [])
-    kinds = [kinds] if isinstance(kinds, str) else kinds
+    branches = [schema, *schema.get("oneOf", []), *schema.get("anyOf", [])]
+    kinds = [k for b in branches for k in ([b["type"]] if isinstance(b.get("type"), str) else b.get("type", []))]
     wanted = tuple(t for k in kinds for t in _SCALAR_TYPES.get(k, ()))
     if isinstance(instance, str) and wanted and "string" not in kinds:
         parsed = yaml.safe_load(instance)
@@ -101,7 +103,7 @@ def _coerce_cli_strings(instance: Any, schema: dict) -> Any:
     return instance
 
 
-def _check_cross_keys(config: dict) -> list[str]:
+def _check_cross_keys(config: dict, schema: dict) -> list[str]:
     problems = []
     fractions = config["split"]["fractions"]
     total = sum(fractions.values())
@@ -117,7 +119,7 @@ def _check_cross_keys(config: dict) -> list[str]:
         problems.append(f"config key 'poison.attacks': {starts_at_input} start at the clean image, where the "
                         "gradient of the mse loss MSE(G(x+d), G(x)) is zero, so they never move: use pgd "
                         "(random start) or poison.loss: target")
-    return problems + _check_experiments(config) + _check_backbones(config)
+    return problems + _check_experiments(config) + _check_backbones(config) + _check_backbone_settings(config, schema)
 
 
 # experiment axis -> (config key of the upstream list it must draw from, how to compare values)
@@ -160,16 +162,37 @@ def timm_model_names() -> frozenset[str]:
 def _check_backbones(config: dict) -> list[str]:
     """An unknown backbone would otherwise fail inside train_detector, after every upstream job.
     timm names may carry a pretrained tag (`resnet18.a1_in1k`)."""
-    known = timm_model_names()
-    if not known:
+    timm_names = timm_model_names()
+    if not timm_names:
         return []
+    known = timm_names | set(DETECTOR_FAMILIES)
     problems = []
     for i, block in enumerate(config.get("experiments", [])):
-        unknown = [b for b in block.get("backbone", []) if b.split(".")[0] not in known]
+        unknown = [b for b in block.get("backbone", []) if b not in DETECTOR_FAMILIES and b.split(".")[0] not in known]
         for name in unknown:
             close = difflib.get_close_matches(name, known, n=5, cutoff=0.7)
-            problems.append(f"config key 'experiments.{i}.backbone': {name!r} is not a timm model"
+            problems.append(f"config key 'experiments.{i}.backbone': {name!r} is neither a detector family of this "
+                            f"pipeline ({', '.join(DETECTOR_FAMILIES)}) nor a timm model"
                             + (f" (similar: {', '.join(close)})" if close else ""))
+    return problems
+
+
+def _check_backbone_settings(config: dict, schema: dict) -> list[str]:
+    """Per-backbone detector settings may change training keys only, each to a value the schema
+    allows for that key."""
+    schema = schema["properties"]["detector"]["properties"]
+    fixed = {"backbone_settings", "seeds", "pretrained"}
+    problems = []
+    for backbone, changes in config["detector"].get("backbone_settings", {}).items():
+        for key, value in changes.items():
+            where = f"config key 'detector.backbone_settings.{backbone}.{key}'"
+            if key not in schema or key in fixed:
+                problems.append(f"{where}: not a per-backbone setting (allowed: "
+                                f"{', '.join(sorted(set(schema) - fixed))})")
+                continue
+            error = jsonschema.exceptions.best_match(jsonschema.Draft202012Validator(schema[key]).iter_errors(value))
+            if error is not None:
+                problems.append(f"{where}: {error.message}")
     return problems
 
 
@@ -189,7 +212,7 @@ def validate_config(config: dict, schema_path: str | Path = SCHEMA_PATH) -> dict
     if problems:
         raise ConfigError("invalid configuration:\n  " + "\n  ".join(problems))
     _fill_defaults(config, schema)
-    problems = _check_cross_keys(config)
+    problems = _check_cross_keys(config, schema)
     if problems:
         raise ConfigError("invalid configuration:\n  " + "\n  ".join(problems))
     return config

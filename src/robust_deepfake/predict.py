@@ -34,14 +34,20 @@ class MediaPrediction:
     kind: str
     faces: list[dict] = field(default_factory=list)
     error: str | None = None
+    threshold: float = 0.5
 
     @property
     def probability(self) -> float | None:
         return float(np.mean([f["probability"] for f in self.faces])) if self.faces else None
 
+    @property
+    def verdict(self) -> str | None:
+        """fake or real at the detector's own threshold, calibrated on its training hold-out."""
+        return None if self.probability is None else "fake" if self.probability >= self.threshold else "real"
+
     def as_dict(self) -> dict:
-        return {"path": self.path, "kind": self.kind, "probability_fake": self.probability, "faces": self.faces,
-                "error": self.error}
+        return {"path": self.path, "kind": self.kind, "probability_fake": self.probability, "verdict": self.verdict,
+                "threshold": self.threshold, "faces": self.faces, "error": self.error}
 
 
 def media_files(path: str | Path) -> list[Path]:
@@ -68,8 +74,8 @@ class Predictor:
     stated once."""
 
     def __init__(self, model: DeepfakeDetector, device: torch.device, *, margin: float, crop_size: int,
-                 frames_per_video: int, min_confidence: float = 0.9) -> None:
-        self.model, self.device = model.eval(), device
+                 frames_per_video: int, threshold: float, min_confidence: float = 0.9) -> None:
+        self.model, self.device, self.threshold = model.eval(), device, threshold
         self.faces = build_detector(str(device), min_face_size=40, thresholds=(0.6, 0.7, 0.7), scale_factor=0.709)
         self.margin, self.crop_size, self.min_confidence = margin, crop_size, min_confidence
         self.frames_per_video = frames_per_video
@@ -79,7 +85,7 @@ class Predictor:
         try:
             kind, frames = _frames(path, self.frames_per_video)
         except MediaError as exc:
-            return MediaPrediction(str(path), kind, error=str(exc.reason))
+            return MediaPrediction(str(path), kind, error=str(exc.reason), threshold=self.threshold)
         indices = sorted(frames)
         found = detect_batch(self.faces, [frames[i] for i in indices], 640, self.min_confidence, "largest")
         crops, faces = [], []
@@ -93,10 +99,10 @@ class Predictor:
                           "confidence": round(face["confidence"], 4)})
         if not crops:
             where = f"any of the {len(frames)} sampled frames" if kind == "video" else "the image"
-            return MediaPrediction(str(path), kind, error=f"no face found in {where}")
+            return MediaPrediction(str(path), kind, error=f"no face found in {where}", threshold=self.threshold)
         pixels = torch.from_numpy(np.stack(crops)).permute(0, 3, 1, 2).float().div(255).to(self.device)
         with torch.no_grad():
             probabilities = torch.sigmoid(self.model(pixels)).cpu().numpy()
         for face, p in zip(faces, probabilities):
             face["probability"] = float(p)
-        return MediaPrediction(str(path), kind, faces)
+        return MediaPrediction(str(path), kind, faces, threshold=self.threshold)

@@ -37,16 +37,19 @@ batch it is purified in.
 
 Reject step (the seed's "delete disturbing images"): a face the purifier had to change a lot is
 presumed poisoned beyond repair and dropped. One measure serves both the threshold and the check,
-the per-image mean absolute error to its own input, ``purification_distance``. The seed derives
-the threshold from mean |x - D(x)| over clean faces but checks each face's MSE against it; an MSE
-of differences well below 1 is far smaller than their mean absolute value, so that check almost
-never fires, and its factor (0.7) has no meaning across the two units. The seed's threshold
-(|.|) is kept and the check made consistent with it: "factor x the average change purification
-makes to a clean face". MAE rather than MSE because it is what the seed's threshold uses and it is
-not dominated by a few strongly changed pixels. Beware the factor: with one measure, a factor
-below 1 puts the threshold below the average clean face, so many clean faces are dropped too
-(measured on the demo's faces with JPEG q75, median 3 and blur sigma 1 as the purifier: 100 %,
-50 % and 88 % of clean faces at 0.7; the seed's MSE check drops none of them).
+the per-image mean absolute error to its own input, ``purification_distance`` (MAE rather than
+MSE: it is what the seed's threshold uses, and it is not dominated by a few strongly changed
+pixels). The threshold is calibrated on clean faces the purifier's model never trained on
+(``calibration.py``) by one of two rules (``REJECT_RULES``):
+
+* ``quantile`` (default): the (1 - r) quantile of the clean faces' changes, so that a share r of
+  clean faces (``purify.reject_clean_rate``, 5 %) is dropped and the rule's cost in clean data is
+  known in advance;
+* ``factor``: the seed's factor x the mean change of a clean face. The seed derives this threshold
+  from mean |x - D(x)| but checks each face's MSE against it, a mismatch of units under which its
+  check almost never fires; here the check uses the same measure, and then a factor below 1 puts
+  the threshold under the average clean face, so many clean faces go too (measured on the demo's
+  faces with JPEG q75, median 3 and blur sigma 1: 100 %, 50 % and 88 % of clean faces at 0.7).
 
 Quality against the clean (unpoisoned) face, per image: ``pur_l2`` (MSE on [-1, 1]),
 ``pur_psnr`` (dB, data range 2; inf when identical), ``pur_ssim`` (scikit-image SSIM on the
@@ -89,7 +92,7 @@ Generator = torch.Generator | Sequence[torch.Generator]
 Info = dict[str, Any]
 SAMPLERS = ("ddpm", "ddim")
 DIFFUSION_PURIFIERS = frozenset({"diffpure", "ddpm_reverse"})
-REJECT_FACTOR = 0.7
+REJECT_RULES = ("quantile", "factor", "none")
 PURIFICATION_METRICS = ["pur_l2", "pur_psnr", "pur_ssim"]
 _MODEL_ARGUMENTS = {"images", "unet", "scheduler", "generator"}
 
@@ -344,10 +347,23 @@ def purification_distance(inputs: torch.Tensor, purified: torch.Tensor) -> torch
     return (inputs.detach().double() - purified.detach().double()).abs().flatten(1).mean(dim=1).cpu()
 
 
-def reject_threshold(clean_inputs: torch.Tensor, clean_purified: torch.Tensor, factor: float = REJECT_FACTOR) -> float:
-    """factor x the mean, over clean faces, of `purification_distance`: the change beyond which a
-    purified face is taken for one the purifier could not repair (the seed's 0.7)."""
-    return factor * float(purification_distance(clean_inputs, clean_purified).mean())
+def reject_threshold(clean_changes: np.ndarray | torch.Tensor, rule: str, value: float | None) -> float | None:
+    """The change at or above which a purified face is taken for one the purifier could not repair,
+    from the changes (`purification_distance`) of clean faces: `quantile`, their (1 - value)
+    quantile, so about a share `value` of clean faces is dropped; `factor`, value x their mean (the
+    seed's, 0.7); `none`, no threshold (keep every face)."""
+    if rule not in REJECT_RULES:
+        raise ValueError(f"unknown reject rule {rule!r}; known: {REJECT_RULES}")
+    if rule == "none":
+        return None
+    changes = np.asarray(clean_changes, dtype=np.float64)
+    if changes.size == 0:
+        raise ValueError("the reject step needs clean calibration faces")
+    if rule == "quantile":
+        if not 0 <= value < 1:
+            raise ValueError(f"the clean reject rate must be in [0, 1), got {value}")
+        return float(np.quantile(changes, 1 - value)) if value > 0 else float(np.nextafter(changes.max(), np.inf))
+    return float(value * changes.mean())
 
 
 def reject_mask(inputs: torch.Tensor, purified: torch.Tensor, threshold: float) -> tuple[torch.Tensor, torch.Tensor]:
@@ -420,15 +436,15 @@ def purify_batches(name: str, images: torch.Tensor, rows: pd.DataFrame, settings
 
 
 def calibration_threshold(name: str, calibration: torch.Tensor, calibration_rows: pd.DataFrame,
-                          settings: Mapping[str, Any], factor: float | None, seed: int, batch_size: int,
+                          settings: Mapping[str, Any], rule: str, value: float | None, seed: int, batch_size: int,
                           unet: UNet2DModel | None, scheduler: DDPMScheduler | None) -> float | None:
-    """The reject threshold from clean faces the defender owns (split A): factor x the mean change
-    the purifier makes to a clean face. None (keep all) without a factor, or for purifiers that
-    change nothing (a threshold of 0 would reject every face)."""
-    if factor is None or name == "none":
+    """The reject threshold from clean faces the defender owns and its model never trained on
+    (`reject_threshold`'s rules). None (keep all) for rule `none` or for the purifier that changes
+    nothing (a threshold of 0 would reject every face)."""
+    if rule == "none" or name == "none":
         return None
     purified, _ = purify_batches(name, calibration, calibration_rows, settings, seed, batch_size, unet, scheduler)
-    return reject_threshold(calibration, purified, factor)
+    return reject_threshold(purification_distance(calibration, purified), rule, value)
 
 
 def purify_split(rows: pd.DataFrame, name: str, settings: Mapping[str, Any], out_dir: str | Path, *, seed: int,

@@ -222,16 +222,18 @@ def split_summary(faces: pd.DataFrame, media: pd.DataFrame) -> pd.DataFrame:
 
 
 def _missing_labels(media: pd.DataFrame) -> list[dict]:
-    """Summary rows for each part that holds media of one label but none of the other, with why:
-    such a part cannot train (B) or measure (C) a detector, so the summary must say so."""
+    """Summary rows for each part that holds media of one label but none of the other while the
+    dataset has both, with why: such a part cannot train (B) or measure (C) a detector, so the
+    summary must say so. A dataset of reals only (the demo, CelebA: the fakes are made later) is
+    no such case."""
     rows = []
     names = {0: "real", 1: "fake"}
     groups_with = {label: media.loc[media["label"] == label, "group"].nunique() for label in names}
     for part in PARTS:
         here = media[media["part"] == part]
         for label, name in names.items():
-            if len(here) and not (here["label"] == label).any():
-                n = groups_with[label]
+            n = groups_with[label]
+            if n and len(here) and not (here["label"] == label).any():
                 why = f"{n} identity group{'s' if n != 1 else ''} of the dataset hold{'s' if n == 1 else ''} {name} media"
                 if n < len(PARTS):
                     why += f"; every part gets both labels when at least {len(PARTS)} do"

@@ -19,12 +19,12 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-import timm
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from robust_deepfake.checkpoints import read_payload, save_checkpoint
+from robust_deepfake.models.spectrum import SpectrumDetector
 
 CHECKPOINT_FORMAT = "robust_deepfake.detector"
 CHECKPOINT_VERSION = 1
@@ -63,10 +63,21 @@ class DeepfakeDetector(nn.Module):
         return self.backbone((pixels - self.mean) / self.std).squeeze(1)
 
 
+# the backbones that are not timm models (registry.DETECTOR_FAMILIES names them), by name
+FAMILIES = {"spectrum": lambda config: SpectrumDetector(config.image_size, **config.extra)}
+
+
 def create_backbone(config: DetectorConfig, pretrained_file: str | Path | None = None) -> nn.Module:
-    """timm builds any model it knows by name with a one-logit head. Local weights go through
-    timm's own loader (`pretrained_cfg_overlay=file`), which drops a classifier of another size
-    and reads .safetensors or torch files with weights_only; nothing is ever downloaded."""
+    """A family of this pipeline by its name, or any model timm knows by name, with a one-logit
+    head. Local weights go through timm's own loader (`pretrained_cfg_overlay=file`), which drops
+    a classifier of another size and reads .safetensors or torch files with weights_only; nothing
+    is ever downloaded."""
+    if config.backbone in FAMILIES:
+        if pretrained_file is not None:
+            raise ValueError(f"detector.pretrained: {config.backbone} is trained from scratch here, it takes no weights")
+        return FAMILIES[config.backbone](config)
+    import timm  # 2 s of import (torchvision, dynamo) that the pipeline's own families do not need
+
     kwargs = dict(num_classes=1, drop_rate=config.drop_rate, **config.extra)
     if pretrained_file is None:
         try:
@@ -108,6 +119,12 @@ def detector_config(payload: dict) -> DetectorConfig:
     config = dict(payload["config"])
     config["mean"], config["std"] = tuple(config["mean"]), tuple(config["std"])
     return DetectorConfig(**config)
+
+
+def calibrated_threshold(path: str | Path, default: float = 0.5) -> float:
+    """The decision threshold the detector's training calibrated on its hold-out (`default` for a
+    checkpoint written before thresholds were kept)."""
+    return float(read_checkpoint(path).get("threshold", default))
 
 
 def load_detector(path: str | Path, device: str | torch.device = "cpu") -> DeepfakeDetector:
