@@ -1,9 +1,13 @@
 # Robust deepfake detection under data poisoning: the workflow.
 # Stages, in order: render_demo (demo only) -> ingest -> extract_frames -> detect_faces -> crop_faces -> split
-#   -> train_generator (on A) -> poison (B's reals) -> train_ddpm / train_adv_generator (on A) -> purify (B's reals)
-#   -> generate_fakes (from B's purified, kept reals) / generate_test_fakes (from C's clean reals)
-#   -> train_detector (one per experiment scenario) -> evaluate_detector (on C) -> summarise_experiments.
-# Each stage is rules/<stage>.smk -> workflow_scripts/<stage>.py -> src/robust_deepfake/<module>.py.
+#   -> train_generator (on A) -> poison (B's reals) -> train_ddpm / train_adv_generator (on A)
+#   -> purify (B's reals, one job per defence) -> generate_fakes (from B's defended, kept reals)
+#   / generate_test_fakes (from C's clean reals) -> train_feature_extractor (on A) -> measure_fakes
+#   -> train_detector (per experiment scenario and seed) -> evaluate_detector (on C) -> summarise_experiments;
+#   summarise_poisoning / summarise_purification / summarise_fake_distance stack the per-scenario tables.
+# Each stage is rules/<stage>.smk -> workflow_scripts/<rule>.py -> src/robust_deepfake/stages/<stage>.py
+# (render_demo: src/robust_deepfake/datasets/demo.py); the algorithms live in attacks/, defences/,
+# generators/ and detectors/, their names in registry.py.
 
 from snakemake.utils import min_version
 
@@ -22,16 +26,16 @@ include: "rules/common.smk"
 include: "rules/demo.smk"
 include: "rules/ingest.smk"
 include: "rules/frames.smk"
-include: "rules/detect.smk"
+include: "rules/face_detection.smk"
 include: "rules/crop.smk"
 include: "rules/split.smk"
-include: "rules/generators.smk"
+include: "rules/generator_training.smk"
 include: "rules/poison.smk"
-include: "rules/defense.smk"
-include: "rules/purify.smk"
+include: "rules/defence_training.smk"
+include: "rules/purification.smk"
 include: "rules/fakes.smk"
 include: "rules/fake_distance.smk"
-include: "rules/detector.smk"
+include: "rules/detector_training.smk"
 include: "rules/evaluation.smk"
 include: "rules/report.smk"
 

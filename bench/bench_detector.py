@@ -1,5 +1,5 @@
 """Benchmark: detector training and evaluation throughput (images per second) on CPU, through the
-pipeline's own code (robust_deepfake.detector / evaluation), per backbone and training mode.
+pipeline's own code (robust_deepfake.stages.detector_training / evaluation), per backbone and training mode.
 
 Training images/s counts the images of one epoch over its wall time (reading PNGs, strong
 augmentations, forward/backward; FGSM/PGD modes include their attack steps and the Lipschitz
@@ -26,9 +26,9 @@ import pandas as pd
 import torch
 
 from bench_report import add_run_arguments, machine, markdown_table, start_run, write_report
-from robust_deepfake.detector import train_detector
-from robust_deepfake.evaluation import score_condition
-from robust_deepfake.models.detector import DeepfakeDetector, DetectorConfig
+from robust_deepfake.stages.detector_training import train_detector
+from robust_deepfake.stages.evaluation import score_condition
+from robust_deepfake.detectors.network import DeepfakeDetector, DetectorConfig
 
 ADVERSARIAL = {"epsilon": 2 / 255, "step_size": 0.5 / 255, "steps": 5, "clean_weight": 0.5, "lipschitz_psi": 1000.0,
                "lipschitz_z": 2.0}

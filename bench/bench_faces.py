@@ -4,7 +4,7 @@ MTCNN's default call on full frames, and does it keep the same face?
 Frames are sampled from the shared real videos (evenly spaced, like frames.mode=linspace). The
 reference is `MTCNN()` as its README uses it: min_face_size 20, full resolution, one frame per call,
 largest face, no confidence floor beyond MTCNN's own thresholds. Every other row is
-robust_deepfake.detect.detect_batch with one setting changed; its kept (largest) box is compared
+robust_deepfake.stages.face_detection.detect_batch with one setting changed; its kept (largest) box is compared
 with the reference's by IoU on the frames where both found a face. A second reference row applies
 the config's confidence floor to the same detections, to separate the floor's effect from the
 resolution's (it costs no extra time, so its timing repeats the reference's).
@@ -31,7 +31,7 @@ from facenet_pytorch import MTCNN
 from tqdm import tqdm
 
 from bench_report import add_run_arguments, machine, start_run
-from robust_deepfake.detect import build_detector, detect_batch
+from robust_deepfake.stages.face_detection import build_detector, detect_batch
 
 log = logging.getLogger("bench_faces")
 

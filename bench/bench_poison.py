@@ -1,5 +1,5 @@
 """Benchmark: seconds per poisoned face for each attack, on CPU, through the poisoning stage's own
-code path (robust_deepfake.poison.poison_faces: read crop, attack over all conditions, quantise,
+code path (robust_deepfake.stages.poison.poison_faces: read crop, attack over all conditions, quantise,
 write PNG, measure on the written image).
 
 The generators are the pipeline's own classes (FaceSwapAutoencoder at the demo's settings, the
@@ -32,10 +32,10 @@ import torch
 from torch import nn
 
 from bench_report import add_run_arguments, machine, markdown_table, start_run, write_report
-from robust_deepfake.disruption import summarise
-from robust_deepfake.models.faceswap_ae import FaceSwapAutoencoder, FaceSwapGenerator
-from robust_deepfake.models.stargan import StarGANFaceGenerator, StarGANGenerator
-from robust_deepfake.poison import poison_faces
+from robust_deepfake.attacks.disruption import summarise
+from robust_deepfake.generators.faceswap_ae import FaceSwapAutoencoder, FaceSwapGenerator
+from robust_deepfake.generators.stargan import StarGANFaceGenerator, StarGANGenerator
+from robust_deepfake.stages.poison import poison_faces
 
 log = logging.getLogger("bench_poison")
 

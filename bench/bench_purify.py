@@ -1,4 +1,4 @@
-"""Benchmark: seconds per face and UNet evaluations for each purifier of robust_deepfake.purify, on
+"""Benchmark: seconds per face and UNet evaluations for each purifier of robust_deepfake.stages.purification, on
 CPU, through `purify` itself, at the demo's sizes (128 px crops, a 64 px DDPM UNet).
 
 The UNet is a diffusers UNet2DModel of the config's default shape (ddpm.*: 64 px, block_out_channels
@@ -29,10 +29,11 @@ import torch
 from diffusers import DDPMScheduler, UNet2DModel
 
 from bench_report import add_run_arguments, machine, markdown_table, start_run, write_report
-from robust_deepfake.demo import available_identities
-from robust_deepfake.poison import to_tensor
-from robust_deepfake.purify import (DIFFUSION_PURIFIERS, purification_table, purify, resize_images,
-                                    summarise_purification)
+from robust_deepfake.datasets.demo import available_identities
+from robust_deepfake.tensors import bgr_to_signed
+from robust_deepfake.registry import DIFFUSION_PURIFIERS
+from robust_deepfake.defences.reject import purification_table, summarise_purification
+from robust_deepfake.defences.purifiers import purify, resize_images
 
 log = logging.getLogger("bench_purify")
 
@@ -50,7 +51,7 @@ RUNS: list[tuple[str, str, dict]] = [
 
 
 def build_unet(args) -> tuple[UNet2DModel, DDPMScheduler]:
-    """The config's default DDPM shape with RANDOM weights (seeded), and the seed's schedule."""
+    """The config's default DDPM shape with RANDOM weights (seeded), and the DDPM-purification reference's schedule."""
     n = len(args.block_out_channels)
     with torch.random.fork_rng():
         torch.manual_seed(0)
@@ -72,7 +73,7 @@ def face_crops(n: int, size: int) -> torch.Tensor:
         left, top = int(round(cx - size / 2)), int(round(cy - size / 2))
         padded = cv2.copyMakeBorder(canvas, size, size, size, size, cv2.BORDER_REFLECT_101)
         crops.append(padded[top + size:top + 2 * size, left + size:left + 2 * size])
-    return to_tensor(np.stack(crops)[..., ::-1])  # RGB canvases -> to_tensor's BGR input
+    return bgr_to_signed(np.stack(crops)[..., ::-1])  # RGB canvases -> to_tensor's BGR input
 
 
 def time_run(label: str, name: str, settings: dict, faces: torch.Tensor, unet, scheduler, batch_size: int) -> dict:
@@ -81,12 +82,12 @@ def time_run(label: str, name: str, settings: dict, faces: torch.Tensor, unet, s
         outs, evals = [], 0
         for start in range(0, len(faces), batch_size):
             out, info = purify(name, faces[start:start + batch_size], settings, unet=unet, scheduler=scheduler,
-                               generator=torch.Generator().manual_seed(start))
+                               rng=torch.Generator().manual_seed(start))
             outs.append(out)
             evals = info["unet_evals"]
         return torch.cat(outs), evals
 
-    purify(name, faces[:1], settings, unet=unet, scheduler=scheduler, generator=torch.Generator().manual_seed(0))
+    purify(name, faces[:1], settings, unet=unet, scheduler=scheduler, rng=torch.Generator().manual_seed(0))
     start = time.perf_counter()
     purified, evals = run_all()
     seconds = time.perf_counter() - start

@@ -21,9 +21,12 @@ import torch
 
 from bench_report import markdown_table, write_report
 from robust_deepfake.manifest import read_manifest
-from robust_deepfake.models.ddpm import load_ddpm
-from robust_deepfake.poison import read_crops, to_tensor
-from robust_deepfake.purify import face_generators, purification_table, purify, summarise_purification
+from robust_deepfake.defences.ddpm import load_ddpm
+from robust_deepfake.images import read_images
+from robust_deepfake.tensors import bgr_to_signed
+from robust_deepfake.stages.purification import face_rngs
+from robust_deepfake.defences.reject import purification_table, summarise_purification
+from robust_deepfake.defences.purifiers import purify
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -31,7 +34,7 @@ REPO = Path(__file__).resolve().parents[1]
 def run(label: str, settings: dict, faces, rows, clean, unet, scheduler, seed: int) -> dict:
     started = time.perf_counter()
     with torch.no_grad():
-        purified, info = purify("diffpure", faces, settings, unet, scheduler, face_generators(seed, rows))
+        purified, info = purify("diffpure", faces, settings, unet, scheduler, face_rngs(seed, rows))
     seconds = time.perf_counter() - started
     quality = summarise_purification(purification_table(clean, purified))
     return {"reverse process": label, "unet_evals": info["unet_evals"], "s_per_face": round(seconds / len(faces), 3),
@@ -58,7 +61,7 @@ def main() -> None:
     unet, scheduler = load_ddpm(results / "defense" / "ddpm" / "model")
     manifest = read_manifest(results / "poisoned" / args.attack / args.rate / "manifest.parquet")
     rows = manifest[manifest["poisoned"]].head(args.faces).reset_index(drop=True)
-    faces, clean = to_tensor(read_crops(rows["poisoned_path"].tolist())), to_tensor(read_crops(rows["face_path"].tolist()))
+    faces, clean = bgr_to_signed(read_images(rows["poisoned_path"].tolist())), bgr_to_signed(read_images(rows["face_path"].tolist()))
     table = [run(f"DDPM, every step (t* = {args.t_star:g} T)", {"t_star": args.t_star, "sampler": "ddpm", "ddim_steps": 1},
                  faces, rows, clean, unet, scheduler, args.seed)]
     for steps in args.ddim_steps:

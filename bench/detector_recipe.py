@@ -5,7 +5,7 @@ Trains detectors through the train_detector stage's own code (`training_set`, `h
 `train_detector`) on one scenario of a finished pipeline run (split B's kept real faces and their
 fakes), once per recipe and seed, and scores split C's real faces and every generator's test fakes
 with the evaluation stage's reader. A recipe is the config's `detector` settings with some keys
-changed (`--recipe name key=json ...`); the default recipes are the seeds' old default, the new
+changed (`--recipe name key=json ...`); the default recipes are the pipeline's old default, the new
 default, and the new default with one choice undone at a time.
 
     .venv/bin/python bench/detector_recipe.py --workdir <snakemake working dir> [--dataset demo]
@@ -29,11 +29,11 @@ import torch
 import yaml
 
 from bench_report import add_run_arguments, machine, markdown_table, start_run, write_report
-from robust_deepfake.detector import holdout_split, score_faces, train_detector, training_set
-from robust_deepfake.evaluation import evaluation_faces
+from robust_deepfake.stages.detector_training import holdout_split, score_faces, train_detector, training_set
+from robust_deepfake.stages.evaluation import evaluation_faces
 from robust_deepfake.manifest import read_manifest
-from robust_deepfake.models.detector import DetectorConfig, calibrated_threshold, load_detector
-from robust_deepfake.scoring import detection_metrics
+from robust_deepfake.detectors.network import DetectorConfig, calibrated_threshold, load_detector
+from robust_deepfake.detectors.scoring import detection_metrics
 from robust_deepfake.seeding import seed_everything
 
 REPO = Path(__file__).resolve().parents[1]

@@ -13,10 +13,12 @@ sys.path.insert(0, SRC)
 # (set, not required from the user: hence no envvars: directive)
 os.environ.update(PYTHONPATH=os.pathsep.join(p for p in (SRC, os.environ.get("PYTHONPATH")) if p))
 
-from robust_deepfake.config import PURIFIER_CONFIG_KEYS, validate_config
+from robust_deepfake.config import validate_config
 from robust_deepfake.fingerprint import script_fingerprint
-from robust_deepfake.ingest import listing_fingerprint, options_from_config
+from robust_deepfake.stages.ingest import listing_fingerprint, options_from_config
 from robust_deepfake.manifest import shard_digests, shard_name
+from robust_deepfake.registry import (DEFENCES, DIFFUSION_PURIFIERS, POISON_ATTACKS, PURIFIER_CONFIG_KEYS,
+                                      TRAINED_GENERATORS, TRAINING_MODES)
 
 validate_config(config, schema_path=workflow.source_path("../config/config.schema.json"))
 
@@ -35,16 +37,14 @@ RATES = [f"{rate:g}" for rate in config["poison"]["poison_rate"]]
 # At poison rate 0 nothing is attacked: the clean scenario exists once, under the attack name
 # "none", instead of once per configured attack.
 CLEAN_ATTACK = "none"
-TRAINABLE_GENERATORS = ["faceswap_ae", "stargan"]
-PURIFIERS = config["purify"]["purifiers"]
-DIFFUSION_PURIFIERS = ["diffpure", "ddpm_reverse"]
+DEFENCE_AXIS = config["defences"]
 # Neural rules declare `resources: gpu=GPU_PER_JOB`: one GPU each unless the one device setting says
 # cpu. A cluster profile turns it into --gpus; locally `--resources gpu=K` caps concurrent GPU jobs.
 GPU_PER_JOB = 0 if config["device"] == "cpu" else 1
 # One detector per scenario and training seed; its path names every setting its result depends on.
-SCENARIO = "{backbone}/{training}/{generator}/{attack}/{rate}/{purifier}/seed{seed}"
+SCENARIO = "{backbone}/{training}/{generator}/{attack}/{rate}/{defence}/seed{seed}"
 # the same axes, as one file name (logs, benchmarks)
-SCENARIO_FILE = "{backbone}_{training}_{generator}_{attack}_{rate}_{purifier}_seed{seed}"
+SCENARIO_FILE = "{backbone}_{training}_{generator}_{attack}_{rate}_{defence}_seed{seed}"
 # The experiment table and figures of one named study (its grid), so several grids over one
 # dataset keep their own tables while sharing every scenario's detector and evaluation.
 STUDY = f"{RESULTS}/studies/{config['study']}"
@@ -53,13 +53,13 @@ STUDY = f"{RESULTS}/studies/{config['study']}"
 wildcard_constraints:
     shard=r"\d{4}",
     part="A|B|C",
-    generator="|".join(config["fakes"]["generators"] + TRAINABLE_GENERATORS),
+    generator="|".join(dict.fromkeys(config["fakes"]["generators"] + list(TRAINED_GENERATORS))),
     variant="main|surrogate",
-    attack="pgd|bim|fgsm|gaussian|none",
+    attack="|".join([*POISON_ATTACKS, CLEAN_ATTACK]),
     rate=r"[0-9.]+",
-    purifier="|".join(PURIFIERS),
+    defence="|".join(DEFENCE_AXIS),
     backbone=r"[A-Za-z0-9_.]+",
-    training="plain|fgsm|pgd",
+    training="|".join(TRAINING_MODES),
     seed=r"\d+",
 
 
@@ -131,10 +131,10 @@ def poison_target_model():
 
 def fake_generator_model(wildcards):
     """The adversarially trained face swap in the adv_generator scenario, else the trained one."""
-    if wildcards.generator not in TRAINABLE_GENERATORS:
+    if wildcards.generator not in TRAINED_GENERATORS:
         return []
-    if wildcards.purifier == "adv_generator" and wildcards.generator == "faceswap_ae":
-        return [f"{RESULTS}/defense/adv_generator/model.pt"]
+    if DEFENCES[wildcards.defence].adversarial_generator and wildcards.generator == "faceswap_ae":
+        return [f"{RESULTS}/defences/adv_generator/model.pt"]
     return [generator_model(wildcards.generator)]
 
 
@@ -154,30 +154,30 @@ def fake_generation_params():
 def purify_generator_model(wildcards):
     """The generator G of the measures G(purified) vs G(clean): the attacked one, or its
     adversarially trained version in the adv_generator scenario."""
-    if wildcards.purifier == "adv_generator":
-        return f"{RESULTS}/defense/adv_generator/model.pt"
+    if DEFENCES[wildcards.defence].adversarial_generator:
+        return f"{RESULTS}/defences/adv_generator/model.pt"
     return generator_model(config["poison"]["generator"])
 
 
 def purifier_config(wildcards):
-    """Only the `purify.*` keys this purifier reads (adv_generator purifies nothing), so an edit
-    reruns exactly the scenarios it changes."""
-    purifier = "none" if wildcards.purifier == "adv_generator" else wildcards.purifier
-    return {key: config["purify"][key] for key in PURIFIER_CONFIG_KEYS[purifier].values()}
+    """Only the `purify.*` keys this defence's purifier reads (none for a defence that purifies
+    nothing), so an edit reruns exactly the scenarios it changes."""
+    keys = PURIFIER_CONFIG_KEYS.get(wildcards.defence, {})
+    return {key: config["purify"][key] for key in keys.values()}
 
 
 def reject_settings(wildcards):
     """The reject rule and only the value it reads (none for the purifiers that change nothing), so
     that editing the factor does not rerun scenarios calibrated by quantile."""
     chosen = config["purify"]["reject_rule"]
-    if wildcards.purifier in ("none", "adv_generator") or chosen == "none":
+    if wildcards.defence == "none" or not DEFENCES[wildcards.defence].purifier or chosen == "none":
         return {"rule": "none", "value": None}
     key = {"quantile": "reject_clean_rate", "factor": "reject_factor"}[chosen]
     return {"rule": chosen, "value": config["purify"][key]}
 
 
 def purify_ddpm_model(wildcards):
-    return [f"{RESULTS}/defense/ddpm/model/unet"] if wildcards.purifier in DIFFUSION_PURIFIERS else []
+    return [f"{RESULTS}/defences/ddpm/model/unet"] if wildcards.defence in DIFFUSION_PURIFIERS else []
 
 
 def scenario_attack(attack, rate):
@@ -192,9 +192,9 @@ def poisoning_paths(pattern, **wildcards):
 
 
 def attack_outputs():
-    """Every fake set and the summaries: generators x poisoning scenarios x purifiers."""
-    return poisoning_paths(f"{RESULTS}/fakes/{{generator}}/{{attack}}/{{rate}}/{{purifier}}/manifest.parquet",
-                           generator=config["fakes"]["generators"], purifier=PURIFIERS) + [
+    """Every fake set and the summaries: generators x poisoning scenarios x defences."""
+    return poisoning_paths(f"{RESULTS}/fakes/{{generator}}/{{attack}}/{{rate}}/{{defence}}/manifest.parquet",
+                           generator=config["fakes"]["generators"], defence=DEFENCE_AXIS) + [
         f"{RESULTS}/poisoned/summary.tsv",
         f"{RESULTS}/purified/summary.tsv",
         f"{RESULTS}/fakes/distance.tsv",
@@ -211,15 +211,15 @@ def experiment_scenarios():
     """The union of the experiment blocks' products, in config order, each once; an axis a block
     leaves out takes every value its upstream stage makes (the seeds: detector.seeds)."""
     every = {"generator": config["fakes"]["generators"], "attack": ATTACKS, "poison_rate": config["poison"]["poison_rate"],
-             "purifier": PURIFIERS, "seed": config["detector"]["seeds"]}
+             "defence": DEFENCE_AXIS, "seed": config["detector"]["seeds"]}
     scenarios = {}
     for block in config["experiments"]:
         axes = {**every, **block}
-        for backbone, training, generator, attack, rate, purifier, seed in itertools.product(
+        for backbone, training, generator, attack, rate, defence, seed in itertools.product(
                 axes["backbone"], axes["training"], axes["generator"], axes["attack"], axes["poison_rate"],
-                axes["purifier"], axes["seed"]):
+                axes["defence"], axes["seed"]):
             scenario = dict(backbone=backbone, training=training, generator=generator,
-                            attack=scenario_attack(attack, rate), rate=f"{float(rate):g}", purifier=purifier,
+                            attack=scenario_attack(attack, rate), rate=f"{float(rate):g}", defence=defence,
                             seed=str(seed))
             scenarios[tuple(scenario.values())] = scenario
     return list(scenarios.values())

@@ -22,18 +22,18 @@ rule train_feature_extractor:
 
 
 rule measure_fakes:
-    """FID and KID of every purifier's fakes, for one generator, attack and poison rate, against
-    the fakes the same generator makes from clean faces (poison rate 0, no purifier)."""
+    """FID and KID of every defence's fakes, for one generator, attack and poison rate, against
+    the fakes the same generator makes from clean faces (poison rate 0, no defence)."""
     input:
-        fakes=expand(f"{RESULTS}/fakes/{{{{generator}}}}/{{{{attack}}}}/{{{{rate}}}}/{{purifier}}/manifest.parquet",
-                     purifier=PURIFIERS),
+        fakes=expand(f"{RESULTS}/fakes/{{{{generator}}}}/{{{{attack}}}}/{{{{rate}}}}/{{defence}}/manifest.parquet",
+                     defence=DEFENCE_AXIS),
         reference=f"{RESULTS}/fakes/{{generator}}/{CLEAN_ATTACK}/0/none/manifest.parquet",
         extractor=lambda wildcards: [] if config["fake_distance"]["inception_weights"] else
             [f"{RESULTS}/fake_distance/identity_resnet18.pt"],
     output:
         f"{RESULTS}/fakes/{{generator}}/{{attack}}/{{rate}}/distance.tsv",
     params:
-        purifiers=PURIFIERS,
+        defences=DEFENCE_AXIS,
         inception_weights=config["fake_distance"]["inception_weights"],
         seed=config["seed"],
         code=script_code("measure_fakes.py"),

@@ -2,21 +2,21 @@ rule generate_fakes:
     """Fakes made by one generator from split B's real faces as the trainer has them: purified,
     and only those the reject step kept."""
     input:
-        reals=f"{RESULTS}/purified/{{attack}}/{{rate}}/{{purifier}}/manifest.parquet",
+        reals=f"{RESULTS}/purified/{{attack}}/{{rate}}/{{defence}}/manifest.parquet",
         sources=f"{RESULTS}/split/A.parquet",
         model=fake_generator_model,
     output:
-        manifest=f"{RESULTS}/fakes/{{generator}}/{{attack}}/{{rate}}/{{purifier}}/manifest.parquet",
-        images=directory(f"{RESULTS}/fakes/{{generator}}/{{attack}}/{{rate}}/{{purifier}}/images"),
+        manifest=f"{RESULTS}/fakes/{{generator}}/{{attack}}/{{rate}}/{{defence}}/manifest.parquet",
+        images=directory(f"{RESULTS}/fakes/{{generator}}/{{attack}}/{{rate}}/{{defence}}/images"),
     params:
         **fake_generation_params(),
     threads: 1
     resources:
         gpu=GPU_PER_JOB,
     log:
-        f"{LOGS}/generate_fakes/{{generator}}_{{attack}}_{{rate}}_{{purifier}}.log",
+        f"{LOGS}/generate_fakes/{{generator}}_{{attack}}_{{rate}}_{{defence}}.log",
     benchmark:
-        f"{BENCHMARKS}/generate_fakes/{{generator}}_{{attack}}_{{rate}}_{{purifier}}.tsv"
+        f"{BENCHMARKS}/generate_fakes/{{generator}}_{{attack}}_{{rate}}_{{defence}}.tsv"
     conda:
         "../envs/torch.yaml"
     script:
@@ -29,7 +29,7 @@ rule generate_test_fakes:
     input:
         reals=f"{RESULTS}/split/C.parquet",
         sources=f"{RESULTS}/split/A.parquet",
-        model=lambda wildcards: [generator_model(wildcards.generator)] if wildcards.generator in TRAINABLE_GENERATORS else [],
+        model=lambda wildcards: [generator_model(wildcards.generator)] if wildcards.generator in TRAINED_GENERATORS else [],
     output:
         manifest=f"{RESULTS}/test_fakes/{{generator}}/manifest.parquet",
         images=directory(f"{RESULTS}/test_fakes/{{generator}}/images"),

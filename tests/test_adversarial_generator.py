@@ -12,13 +12,14 @@ import copy
 import pytest
 import torch
 
-from robust_deepfake import adversarial_generator
-from robust_deepfake.adversarial_generator import (CHECKPOINT_NAME, disrupt, disruption_under_attack,
-                                                   finetune_against_disruption)
-from robust_deepfake.attacks import pgd
-from robust_deepfake.disruption import disruption_loss, generator_outputs
-from robust_deepfake.models.faceswap_ae import (FaceSwapAutoencoder, FaceSwapGenerator, faces_to_tensor, load_faceswap,
-                                               train_faceswap)
+from robust_deepfake.defences import adversarial_generator
+from robust_deepfake.defences.adversarial_generator import (CHECKPOINT_NAME, disrupt, disruption_under_attack,
+                                                            finetune_against_disruption)
+from robust_deepfake.attacks.linf import pgd
+from robust_deepfake.attacks.disruption import disruption_loss, generator_outputs
+from robust_deepfake.generators.faceswap_ae import FaceSwapAutoencoder, FaceSwapGenerator, load_faceswap
+from robust_deepfake.generators.faceswap_training import train_faceswap
+from robust_deepfake.tensors import rgb_to_signed
 
 TINY = {"image_size": 32, "channels": 8, "latent_dim": 16}
 EPSILON = 0.05
@@ -34,9 +35,9 @@ def trained(faces) -> FaceSwapAutoencoder:
 
 def test_disrupt_stays_in_budget_and_leaves_the_model_trainable(faces, trained):
     model = copy.deepcopy(trained).train()
-    images = faces_to_tensor(faces[0][:4], 48)
+    images = rgb_to_signed(faces[0][:4], 48)
     rng = torch.Generator().manual_seed(0)
-    result = disrupt(model, images, epsilon=EPSILON, steps=5, step_size=0.01, generator=rng)
+    result = disrupt(model, images, epsilon=EPSILON, steps=5, step_size=0.01, rng=rng)
     change = (result.x_adv - images).abs()
     assert change.max() <= EPSILON + 1e-6 and change.max() > EPSILON / 2
     assert result.x_adv.min() >= -1 and result.x_adv.max() <= 1
@@ -84,7 +85,7 @@ def test_finetuning_resumes_where_it_stopped(faces, trained, tmp_path):
         torch.testing.assert_close(resumed.state_dict()[name], value)
     assert torch.load(tmp_path / CHECKPOINT_NAME, weights_only=True)["training"]["step"] == 5
     loaded = load_faceswap(tmp_path / CHECKPOINT_NAME)
-    images = faces_to_tensor(crops[:2], 32)
+    images = rgb_to_signed(crops[:2], 32)
     with torch.no_grad():
         torch.testing.assert_close(loaded(images, "cat"), resumed(images, "cat"))
 
@@ -116,7 +117,7 @@ def test_adversarial_finetuning_lowers_the_disruption_a_fresh_attack_achieves(fa
     more training alone does not buy robustness). Measured over 8 seeds of faces and weights
     (this test is seed 0): fine-tuned / original 0.30-0.69, fine-tuned / control 0.34-0.51."""
     crops, identities = faces
-    images = faces_to_tensor(crops, 48)
+    images = rgb_to_signed(crops, 48)
     settings = {"attack_steps": 10, "steps": 100, "batch_size": 8, "lr": 2e-3, "seed": 0}
     robust, _ = finetune_against_disruption(copy.deepcopy(trained), crops, identities, **settings)
     control, _ = finetune_against_disruption(copy.deepcopy(trained), crops, identities, adversarial_weight=0.0,

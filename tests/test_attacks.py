@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from robust_deepfake.attacks import ATTACKS, bim, fgsm, gaussian_noise, pgd, project, run_attack
+from robust_deepfake.attacks.linf import ATTACKS, bim, fgsm, gaussian_noise, pgd, project, run_attack
 
 EPS, STEPS, STEP = 0.05, 10, 0.01
 
@@ -53,7 +53,7 @@ def attack_all(name, x, loss_fn, seed=0, lo=-1.0, hi=1.0):
 
 def test_pgd_loss_rises_over_its_steps(net):
     x = images()
-    result = pgd(x, disruption(net, x), EPS, STEPS, STEP, generator=torch.Generator().manual_seed(0))
+    result = pgd(x, disruption(net, x), EPS, STEPS, STEP, rng=torch.Generator().manual_seed(0))
     losses = result.losses
     assert len(losses) == STEPS + 1
     assert losses[-1] > 2 * losses[0]
@@ -96,7 +96,7 @@ def test_pgd_updates_its_input_at_every_step(net):
         seen.append(x_adv.detach().clone())
         return loss(x_adv)
 
-    pgd(x, recording, EPS, 5, STEP, generator=torch.Generator().manual_seed(0))
+    pgd(x, recording, EPS, 5, STEP, rng=torch.Generator().manual_seed(0))
     assert len(seen) == 6  # 5 gradient steps + the returned image's loss
     for before, after in zip(seen, seen[1:]):
         assert not torch.equal(before, after)
@@ -127,9 +127,9 @@ def test_bim_is_deterministic_and_pgd_follows_its_seed(net):
     x = images()
     loss = towards_black(net)
     assert torch.equal(bim(x, loss, EPS, STEPS, STEP).x_adv, bim(x, loss, EPS, STEPS, STEP).x_adv)
-    a = pgd(x, loss, EPS, STEPS, STEP, generator=torch.Generator().manual_seed(7)).x_adv
-    b = pgd(x, loss, EPS, STEPS, STEP, generator=torch.Generator().manual_seed(7)).x_adv
-    c = pgd(x, loss, EPS, STEPS, STEP, generator=torch.Generator().manual_seed(8)).x_adv
+    a = pgd(x, loss, EPS, STEPS, STEP, rng=torch.Generator().manual_seed(7)).x_adv
+    b = pgd(x, loss, EPS, STEPS, STEP, rng=torch.Generator().manual_seed(7)).x_adv
+    c = pgd(x, loss, EPS, STEPS, STEP, rng=torch.Generator().manual_seed(8)).x_adv
     assert torch.equal(a, b)
     assert not torch.equal(a, c)
 
@@ -143,13 +143,13 @@ def test_without_random_start_a_disruption_loss_cannot_leave_the_clean_image(net
 def test_pgd_works_inside_a_no_grad_block(net):
     x = images()
     with torch.no_grad():
-        result = pgd(x, disruption(net, x), EPS, 3, STEP, generator=torch.Generator().manual_seed(0))
+        result = pgd(x, disruption(net, x), EPS, 3, STEP, rng=torch.Generator().manual_seed(0))
     assert result.losses[-1] > result.losses[0]
 
 
 def test_model_parameters_collect_no_gradient(net):
     x = images()
-    pgd(x, disruption(net, x), EPS, 2, STEP, generator=torch.Generator().manual_seed(0))
+    pgd(x, disruption(net, x), EPS, 2, STEP, rng=torch.Generator().manual_seed(0))
     assert all(p.grad is None for p in net.parameters())
 
 

@@ -159,3 +159,27 @@ def test_per_backbone_settings_change_training_keys_only():
     msg = str(err.value)
     assert "detector.backbone_settings.spectrum.lr" in msg and "detector.backbone_settings.spectrum.seeds" in msg
     assert "detector.backbone_settings.spectrum.colour': not a per-backbone setting" in msg
+
+
+def test_renamed_keys_are_refused_with_their_new_name():
+    cfg = default_config()
+    cfg["purify"]["purifiers"] = cfg.pop("defences")
+    cfg["experiments"][0]["purifier"] = cfg["experiments"][0].pop("defence")
+    with pytest.raises(ConfigError) as err:
+        validate_config(cfg)
+    msg = str(err.value)
+    assert "config key 'purify.purifiers' was renamed: use defences" in msg
+    assert "config key 'experiments.0.purifier' was renamed: use defence" in msg
+
+
+def test_the_family_names_come_from_the_registry():
+    from robust_deepfake.config import load_schema
+    from robust_deepfake.registry import DEFENCES, GENERATORS
+
+    schema = load_schema()
+    assert schema["properties"]["defences"]["items"]["enum"] == list(DEFENCES)
+    assert schema["properties"]["fakes"]["properties"]["generators"]["items"]["enum"] == list(GENERATORS)
+    cfg = default_config()
+    cfg["defences"] = ["none", "dffpure"]
+    with pytest.raises(ConfigError, match="'dffpure' is not one of"):
+        validate_config(cfg)

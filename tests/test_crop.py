@@ -10,9 +10,10 @@ import pandas as pd
 import pytest
 import yaml
 
-from robust_deepfake.crop import crop_face, crop_faces, square_box
-from robust_deepfake.detect import detect_faces
-from robust_deepfake.manifest import (CROP_COLUMNS, DETECT_COLUMNS, FRAME_COLUMNS, media_slug, read_manifest,
+from robust_deepfake.stages.crop import crop_face, crop_faces, square_box
+from robust_deepfake.stages.face_detection import detect_faces
+from robust_deepfake.paths import media_slug
+from robust_deepfake.manifest import (CROP_COLUMNS, DETECT_COLUMNS, FRAME_COLUMNS, read_manifest,
                                       write_manifest)
 
 REPO = Path(__file__).resolve().parents[1]

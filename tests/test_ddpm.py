@@ -14,9 +14,9 @@ import skimage.data
 import torch
 from diffusers import DDPMPipeline
 
-from robust_deepfake.models.ddpm import (CHECKPOINT_PATH, DDPMConfig, _training_batch, build_scheduler,
+from robust_deepfake.defences.ddpm import (CHECKPOINT_PATH, DDPMConfig, _training_batch, build_scheduler,
                                          build_unet, denoising_errors, load_ddpm, save_ddpm, train_ddpm)
-from robust_deepfake.models.faceswap_ae import faces_to_tensor
+from robust_deepfake.tensors import rgb_to_signed
 
 TINY = DDPMConfig(image_size=16, block_out_channels=(8, 16), num_train_timesteps=100, steps=4, batch_size=4,
                   lr=1e-3, ema_decay=0.99, save_every=2, seed=3)
@@ -72,7 +72,7 @@ def test_config_rejects_bad_values_naming_each():
 
 
 def test_training_batches_mirror_about_half_of_the_faces(faces):
-    face = faces_to_tensor(faces[:1], 16)[0]
+    face = rgb_to_signed(faces[:1], 16)[0]
     batch = _training_batch(faces[:1], replace(TINY, batch_size=32), torch.Generator().manual_seed(0))
     mirrored = [torch.equal(image, face.flip(-1)) for image in batch]
     assert all(m or torch.equal(image, face) for m, image in zip(mirrored, batch))
@@ -169,7 +169,7 @@ def test_a_corrupt_training_checkpoint_is_named_discarded_and_training_starts_af
 
 
 def test_denoising_errors_compare_the_estimate_with_the_noisy_input(faces):
-    images = faces_to_tensor(faces, 16)
+    images = rgb_to_signed(faces, 16)
     rows = denoising_errors(build_unet(TINY), build_scheduler(TINY), images, [10, 90], torch.Generator().manual_seed(0))
     assert [r["t"] for r in rows] == [10, 90]
     assert rows[0]["mse_noisy"] < rows[1]["mse_noisy"]

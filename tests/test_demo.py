@@ -9,8 +9,8 @@ import cv2
 import numpy as np
 import pytest
 
-from robust_deepfake import demo
-from robust_deepfake.demo import MAX_IDENTITIES, render_demo
+from robust_deepfake.datasets import demo
+from robust_deepfake.datasets.demo import MAX_IDENTITIES, render_demo
 
 SMALL = dict(identities=3, videos_per_identity=1, frames_per_video=10, fps=5, size=128,
              images_per_identity=1)

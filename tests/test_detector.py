@@ -11,10 +11,11 @@ import pytest
 import timm
 import torch
 
-from robust_deepfake import detector as detector_module
-from robust_deepfake.detector import (NothingToTrain, adversarial_examples, balanced_indices, holdout_split,
-                                      lipschitz_penalty, train_detector, training_set)
-from robust_deepfake.models.detector import (DeepfakeDetector, DetectorConfig, UntrainedDetector, load_detector,
+from robust_deepfake.stages import detector_training as detector_module
+from robust_deepfake.stages.detector_training import (NothingToTrain, balanced_indices, holdout_split, train_detector,
+                                                      training_set)
+from robust_deepfake.detectors.adversarial import adversarial_examples, lipschitz_penalty
+from robust_deepfake.detectors.network import (DeepfakeDetector, DetectorConfig, UntrainedDetector, load_detector,
                                              save_detector, save_untrained)
 
 TINY = DetectorConfig(backbone="resnet18", image_size=32)
@@ -169,7 +170,7 @@ def test_pgd_training_runs_and_records_each_epoch(faces, tmp_path):
 
 
 def test_the_best_epoch_is_ranked_by_hold_out_auc_then_loss():
-    from robust_deepfake.detector import NO_EPOCH, selection_key
+    from robust_deepfake.stages.detector_training import NO_EPOCH, selection_key
 
     first = {"val_auc": 1.0, "val_loss": 0.40}
     later = {"val_auc": 1.0, "val_loss": 0.05}  # the same AUC, better calibrated: preferred
@@ -207,8 +208,8 @@ def blurred_and_sharp(root, n: int, seed: int) -> pd.DataFrame:
 
 
 def test_the_spectrum_detector_separates_blurred_from_sharp(tmp_path):
-    from robust_deepfake.detector import score_faces
-    from robust_deepfake.scoring import detection_metrics
+    from robust_deepfake.stages.detector_training import score_faces
+    from robust_deepfake.detectors.scoring import detection_metrics
 
     config = DetectorConfig(backbone="spectrum", image_size=32)
     train, test = blurred_and_sharp(tmp_path, 24, seed=1), blurred_and_sharp(tmp_path, 16, seed=2)
@@ -226,7 +227,7 @@ def test_the_spectrum_detector_separates_blurred_from_sharp(tmp_path):
 
 
 def test_spectrum_rings_cover_every_frequency_once():
-    from robust_deepfake.models.spectrum import radial_bins
+    from robust_deepfake.detectors.spectrum import radial_bins
 
     rings = radial_bins(16, 8)
     assert rings.shape == (8, 256)

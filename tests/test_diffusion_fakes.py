@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import torch
 
-from robust_deepfake.diffusion_fakes import inpaint_faces, load_pipeline, native_size, text2img_faces
+from robust_deepfake.generators.stable_diffusion import inpaint_faces, load_pipeline, native_size, text2img_faces
 
 CROP = 48  # differs from the tiny pipeline's native 64 px, so the resize in and out is exercised
 STEPS = 2
@@ -127,7 +127,7 @@ def test_text2img_makes_seeded_images_of_the_asked_size(tmp_path, no_network):
 
 
 def test_no_model_folder_means_no_pipeline(caplog):
-    with caplog.at_level(logging.WARNING, logger="robust_deepfake.diffusion_fakes"):
+    with caplog.at_level(logging.WARNING, logger="robust_deepfake.generators.stable_diffusion"):
         assert load_pipeline("inpaint", None, "cpu", torch.float32) is None
     assert "no Stable Diffusion model folder configured (diffusion.inpaint_model_dir): generator inpaint makes " \
            "no fakes" in caplog.text

@@ -8,8 +8,8 @@ import cv2
 import numpy as np
 import pytest
 
-from robust_deepfake import distortions as D
-from robust_deepfake.distortions import DISTORTIONS, block_count, distort, distort_video
+from robust_deepfake.attacks import distortions as D
+from robust_deepfake.attacks.distortions import DISTORTIONS, block_count, distort, distort_video
 
 
 def face_like(height: int = 64, width: int = 64, seed: int = 1) -> np.ndarray:

@@ -10,9 +10,9 @@ import pandas as pd
 import pytest
 import torch
 
-from robust_deepfake.evaluation import ALL_FAKES, conditions, evaluation_faces, metrics_table, score_all
-from robust_deepfake.models.detector import DeepfakeDetector, DetectorConfig
-from robust_deepfake.report import (experiment_table, markdown, plot_attack_success, plot_auc_vs_rate, plot_distortions,
+from robust_deepfake.stages.evaluation import ALL_FAKES, conditions, evaluation_faces, metrics_table, score_all
+from robust_deepfake.detectors.network import DeepfakeDetector, DetectorConfig
+from robust_deepfake.stages.report import (experiment_table, markdown, plot_attack_success, plot_auc_vs_rate, plot_distortions,
                                     plot_roc, poisoning_effects, seed_summary, summary_markdown)
 
 SETTINGS = {"batch_size": 8, "threshold": 0.5, "attacks": ["fgsm", "pgd"], "fgsm": {"epsilon": 8 / 255},
@@ -88,7 +88,7 @@ def _metrics(auc: float, asr: float) -> pd.DataFrame:
 
 def test_experiment_table_and_figures(tmp_path):
     scenarios = [dict(backbone="resnet18", training=t, generator="faceswap_ae", attack="pgd", poison_rate=r,
-                      purifier=p) for t, r, p in [("plain", 0.0, "none"), ("plain", 0.5, "none"),
+                      defence=p) for t, r, p in [("plain", 0.0, "none"), ("plain", 0.5, "none"),
                                                    ("plain", 0.5, "diffpure"), ("pgd", 0.0, "none")]]
     metrics = [_metrics(a, s) for a, s in [(0.9, 0.8), (0.7, 0.8), (0.85, 0.7), (0.88, 0.2)]]
     history = pd.DataFrame({"epoch": [1, 2], "train_images": [10, 10], "val_auc": [0.6, 0.8], "best": [True, True]})
@@ -114,7 +114,7 @@ def test_a_scenario_without_a_detector_keeps_its_row_and_its_point(tmp_path):
     """At poison rate 1 a strict reject step can drop every real face: the scenario has no
     detector, and the table and the AUC-against-rate figure say so instead of losing it."""
     scenarios = [dict(backbone="resnet18", training="plain", generator="faceswap_ae", attack="pgd", poison_rate=r,
-                      purifier="jpeg") for r in (0.5, 1.0)]
+                      defence="jpeg") for r in (0.5, 1.0)]
     history = pd.DataFrame({"epoch": [1], "train_images": [10], "val_auc": [0.7], "best": [True]})
     purified = [pd.Series({"reject_rate": r, "mse_g_purified": 0.01}) for r in (0.4, 1.0)]
     table = experiment_table(scenarios, [_metrics(0.8, 0.5), pd.DataFrame()], [history, pd.DataFrame()], purified)
@@ -133,10 +133,10 @@ def test_the_table_shows_mean_and_sd_over_two_seeds_against_hand_computed_values
     history = pd.DataFrame({"epoch": [1], "train_images": [10], "val_auc": [0.9], "best": [True]})
     aucs = {("none", 0.0): (0.9, 0.8), ("none", 0.5): (0.75, 0.55), ("diffpure", 0.5): (0.85, 0.7)}
     scenarios, metrics = [], []
-    for (purifier, rate), values in aucs.items():
+    for (defence, rate), values in aucs.items():
         for seed, auc in enumerate(values):
             scenarios.append(dict(backbone="resnet18", training="plain", generator="faceswap_ae",
-                                  attack="none" if rate == 0 else "pgd", poison_rate=rate, purifier=purifier, seed=seed))
+                                  attack="none" if rate == 0 else "pgd", poison_rate=rate, defence=defence, seed=seed))
             metrics.append(_metrics(auc, 0.5))
     per_seed = experiment_table(scenarios, metrics, [history] * 6, [pd.Series({"reject_rate": 0.0})] * 6)
     summary = seed_summary(per_seed)

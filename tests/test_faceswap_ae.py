@@ -12,12 +12,13 @@ import torch
 
 from conftest import jittered_crops
 from robust_deepfake.atomic import write_image
-from robust_deepfake.face_mask import landmark_face_mask
+from robust_deepfake.generators.face_mask import landmark_face_mask
 from robust_deepfake.images import MediaError
-from robust_deepfake.models.faceswap_ae import (CHECKPOINT_NAME, FaceCropFiles, FaceSwapAutoencoder, FaceSwapGenerator,
-                                               blend_swap, faces_to_tensor, load_faceswap, most_frequent_identities,
-                                               random_warp_pair,
-                                               save_faceswap, tensor_to_rgb, train_faceswap)
+from robust_deepfake.tensors import rgb_to_signed, signed_to_rgb
+from robust_deepfake.generators.faceswap_ae import (FaceCropFiles, FaceSwapAutoencoder, FaceSwapGenerator, blend_swap,
+                                                    load_faceswap, save_faceswap)
+from robust_deepfake.generators.faceswap_training import (CHECKPOINT_NAME, most_frequent_identities, random_warp_pair,
+                                                          train_faceswap)
 
 TINY = {"image_size": 32, "channels": 8, "latent_dim": 16}
 LANDMARKS = np.array([[20, 24], [44, 24], [32, 36], [22, 46], [42, 46]], np.float32)
@@ -67,7 +68,7 @@ def test_most_frequent_identities_keeps_the_best_covered():
 
 
 def test_random_warp_is_seeded_and_warps_only_the_input():
-    images = faces_to_tensor(jittered_crops(skimage.data.astronaut(), (180, 61, 268, 172), 4, seed=3), 32)
+    images = rgb_to_signed(jittered_crops(skimage.data.astronaut(), (180, 61, 268, 172), 4, seed=3), 32)
     first = random_warp_pair(images, torch.Generator().manual_seed(5), flip=0.0, rotation_deg=0.0, zoom=0.0,
                              shift=0.0)
     again = random_warp_pair(images, torch.Generator().manual_seed(5), flip=0.0, rotation_deg=0.0, zoom=0.0,
@@ -109,7 +110,7 @@ def test_checkpoint_round_trip_gives_identical_outputs(faces, tmp_path):
     model, _ = train_faceswap(crops, identities, steps=3, batch_size=4, seed=0, checkpoint_dir=tmp_path, **TINY)
     payload = torch.load(tmp_path / CHECKPOINT_NAME, map_location="cpu", weights_only=True)
     assert payload["training"]["step"] == 3
-    images = faces_to_tensor(crops[:2], 32)
+    images = rgb_to_signed(crops[:2], 32)
     save_faceswap(model, tmp_path / "exported.pt")
     for path in (tmp_path / CHECKPOINT_NAME, tmp_path / "exported.pt"):
         loaded = load_faceswap(path)
@@ -170,7 +171,7 @@ def test_blend_swap_changes_only_the_face_region():
     assert blended.shape == original.shape and blended.dtype == np.uint8
     assert np.array_equal(blended[mask == 0], original[mask == 0])
     assert (blended[mask == 1] == 255).all()
-    as_image = blend_swap(original, tensor_to_rgb(swapped[0]), LANDMARKS, color_transfer=False)
+    as_image = blend_swap(original, signed_to_rgb(swapped[0]), LANDMARKS, color_transfer=False)
     assert np.abs(as_image.astype(int) - blended).max() <= 1
 
 

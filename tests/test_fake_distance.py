@@ -8,7 +8,7 @@ import pytest
 import torch
 from torchvision.models import inception_v3
 
-from robust_deepfake.fake_distance import (frechet_distance, inception_extractor, kernel_inception_distance,
+from robust_deepfake.stages.fake_distance import (frechet_distance, inception_extractor, kernel_inception_distance,
                                            load_extractor, save_extractor, train_identity_extractor)
 
 

@@ -10,9 +10,10 @@ import pytest
 import skimage.data
 import torch
 
-from robust_deepfake.fakes import fake_sources, generate_fakes, plan_fakes
-from robust_deepfake.generators import check_trainable_data, load_generator, train_generator, training_faces
-from robust_deepfake.models.faceswap_ae import FaceSwapAutoencoder, save_faceswap
+from robust_deepfake.stages.fakes import fake_sources, generate_fakes, plan_fakes
+from robust_deepfake.stages.generator_training import check_trainable_data, train_generator, training_faces
+from robust_deepfake.generators.loading import load_generator
+from robust_deepfake.generators.faceswap_ae import FaceSwapAutoencoder, save_faceswap
 from robust_deepfake.seeding import item_seed
 
 SETTINGS = {"image_size": 32, "channels": 8, "latent_dim": 16, "max_identities": 8, "steps": 4,
@@ -94,7 +95,7 @@ def test_generate_fakes_writes_traceable_rows(faces, tmp_path, name):
     generator = None
     if name == "faceswap_ae":
         torch.manual_seed(0)
-        from robust_deepfake.models.faceswap_ae import FaceSwapGenerator
+        from robust_deepfake.generators.faceswap_ae import FaceSwapGenerator
         generator = FaceSwapGenerator(FaceSwapAutoencoder(["astronaut", "cat", "coffee"], 32, 8, 16))
     fakes = generate_fakes(faces, name, tmp_path, per_face=2, seed=0, image_format="png", generator=generator,
                            sources=faces)

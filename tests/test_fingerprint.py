@@ -10,19 +10,19 @@ SCRIPTS = REPO / "workflow_scripts"
 
 def test_closure_follows_the_scripts_imports_through_the_package():
     closure = script_closure(SCRIPTS / "split.py")
-    assert "robust_deepfake.split" in closure and "robust_deepfake.manifest" in closure
+    assert "robust_deepfake.stages.split" in closure and "robust_deepfake.manifest" in closure
     assert "robust_deepfake.atomic" in closure  # manifest imports atomic: reached transitively
-    assert "robust_deepfake" in closure  # importing robust_deepfake.split runs the package's __init__
+    assert "robust_deepfake" in closure  # importing robust_deepfake.stages.split runs the package's __init__
     assert "robust_deepfake.config" not in closure
 
 
 def test_a_module_imported_by_the_script_itself_is_in_its_closure():
     """train_ddpm.py picks split A's training faces with calibration.defence_faces: editing that
     function must rerun train_ddpm, although the DDPM's own modules never import it."""
-    assert "robust_deepfake.calibration" in script_closure(SCRIPTS / "train_ddpm.py")
-    assert "robust_deepfake.calibration" not in script_closure(SCRIPTS / "train_generator.py")
+    assert "robust_deepfake.defences.calibration" in script_closure(SCRIPTS / "train_ddpm.py")
+    assert "robust_deepfake.defences.calibration" not in script_closure(SCRIPTS / "train_generator.py")
     # purify.py imports the DDPM only for the diffusion purifiers, inside an `if`: still its code
-    assert "robust_deepfake.models.ddpm" in script_closure(SCRIPTS / "purify.py")
+    assert "robust_deepfake.defences.ddpm" in script_closure(SCRIPTS / "purify.py")
 
 
 def test_every_rule_fingerprints_its_own_script():
@@ -75,5 +75,5 @@ def test_fingerprint_changes_with_a_dependency_source(tmp_path, monkeypatch):
 
 def test_third_party_imports_are_those_of_the_script_and_its_closure():
     names = third_party_imports(SCRIPTS / "summarise_experiments.py")
-    assert {"pandas", "matplotlib"} <= names  # matplotlib through robust_deepfake.report
+    assert {"pandas", "matplotlib"} <= names  # matplotlib through robust_deepfake.stages.report
     assert not names & {"os", "json", "robust_deepfake", "__future__"}

@@ -9,7 +9,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from robust_deepfake import ingest
+from robust_deepfake.stages import ingest
 from robust_deepfake.datasets import DatasetLayoutError
 from robust_deepfake.manifest import MEDIA_COLUMNS, read_manifest, shard_of
 

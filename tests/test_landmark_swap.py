@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 import skimage.data
 
-from robust_deepfake.face_mask import landmark_face_mask, match_colors_lab
-from robust_deepfake.landmark_swap import LandmarkSwapGenerator, similarity_transform, swap_faces
+from robust_deepfake.generators.face_mask import landmark_face_mask, match_colors_lab
+from robust_deepfake.generators.landmark_swap import LandmarkSwapGenerator, similarity_transform, swap_faces
 
 # a frontal face in a 128 px crop, MTCNN order: left eye, right eye, nose, left and right mouth corner
 FACE = np.array([[46, 50], [82, 50], [64, 70], [49, 88], [79, 88]], np.float64)

@@ -12,12 +12,13 @@ import pandas as pd
 import pytest
 import torch
 
-from robust_deepfake.disruption import (DISRUPTION_METRICS, PERTURBATION_METRICS, disruption_loss,
+from robust_deepfake.attacks.disruption import (DISRUPTION_METRICS, PERTURBATION_METRICS, disruption_loss,
                                         disruption_table, generator_outputs, image_measures, per_image,
                                         perturbation_table, summarise)
 from robust_deepfake.images import MediaError
 from robust_deepfake.manifest import POISON_ADDED_COLUMNS
-from robust_deepfake.poison import LEVEL, poison_faces, select_poisoned, to_tensor
+from robust_deepfake.stages.poison import LEVEL, poison_faces, select_poisoned
+from robust_deepfake.tensors import bgr_to_signed
 
 CROP = 24
 
@@ -220,8 +221,8 @@ def test_poison_faces_writes_files_and_columns(crops, tmp_path):
 def test_measures_describe_the_written_files(crops, tmp_path, image_format):
     out = poison(crops, tmp_path, image_format=image_format)
     done = out[out["poisoned"]].reset_index(drop=True)
-    clean = to_tensor(np.stack([read_bgr(p) for p in done["face_path"]]))
-    written = to_tensor(np.stack([read_bgr(p) for p in done["poisoned_path"]]))
+    clean = bgr_to_signed(np.stack([read_bgr(p) for p in done["face_path"]]))
+    written = bgr_to_signed(np.stack([read_bgr(p) for p in done["poisoned_path"]]))
     generator = TinyGenerator().eval()
     with torch.no_grad():
         expected = image_measures(clean, written, generator_outputs(generator, clean),

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import torch
 
-from robust_deepfake.models.detector import DeepfakeDetector, DetectorConfig, save_detector
+from robust_deepfake.detectors.network import DeepfakeDetector, DetectorConfig, save_detector
 
 
 @pytest.fixture(scope="module")

@@ -13,10 +13,11 @@ import torch
 from diffusers import DDIMScheduler, DDPMScheduler, UNet2DModel
 from diffusers.utils.torch_utils import randn_tensor
 
-from robust_deepfake.purify import (PURIFIERS, bit_depth, ddpm_reverse, diffpure, gaussian_blur, jpeg, median, none,
-                                    purification_distance, purification_table, purifier_settings, purify,
-                                    reject_mask, reject_rate, reject_threshold, resize_images, settings_from_config,
-                                    summarise_purification, t_star_step)
+from robust_deepfake.defences.purifiers import (PURIFIERS, bit_depth, ddpm_reverse, diffpure, gaussian_blur, jpeg,
+                                                median, none, purifier_settings, purify, resize_images,
+                                                settings_from_config, t_star_step)
+from robust_deepfake.defences.reject import (purification_distance, purification_table, reject_mask, reject_rate,
+                                             reject_threshold, summarise_purification)
 
 UNET_SIZE = 16
 
@@ -60,22 +61,22 @@ def seeded(seed: int) -> torch.Generator:
 @pytest.mark.parametrize("size", [UNET_SIZE, 24])
 def test_t_star_zero_is_the_exact_identity(unet, scheduler, count_evals, sampler, size):
     x = images(size=size)
-    out, info = diffpure(x, unet, scheduler, t_star=0, sampler=sampler, ddim_steps=5, generator=seeded(0))
+    out, info = diffpure(x, unet, scheduler, t_star=0, sampler=sampler, ddim_steps=5, rng=seeded(0))
     assert torch.equal(out, x) and out is not x
     assert info["unet_evals"] == 0 and not info["resized"] and count_evals == []
-    out, info = ddpm_reverse(x, unet, scheduler, start_step=0, generator=seeded(0))
+    out, info = ddpm_reverse(x, unet, scheduler, start_step=0, rng=seeded(0))
     assert torch.equal(out, x) and info["unet_evals"] == 0 and count_evals == []
 
 
 def test_unet_evaluations_are_counted_and_reported(unet, scheduler, count_evals):
     x = images()
-    _, info = diffpure(x, unet, scheduler, t_star=40, sampler="ddpm", generator=seeded(0))
+    _, info = diffpure(x, unet, scheduler, t_star=40, sampler="ddpm", rng=seeded(0))
     assert info["unet_evals"] == len(count_evals) == 40
     count_evals.clear()
-    _, info = diffpure(x, unet, scheduler, t_star=40, sampler="ddim", ddim_steps=7, generator=seeded(0))
+    _, info = diffpure(x, unet, scheduler, t_star=40, sampler="ddim", ddim_steps=7, rng=seeded(0))
     assert info["unet_evals"] == len(count_evals) == 7
     count_evals.clear()
-    _, info = ddpm_reverse(x, unet, scheduler, start_step=10, generator=seeded(0))
+    _, info = ddpm_reverse(x, unet, scheduler, start_step=10, rng=seeded(0))
     assert info["unet_evals"] == len(count_evals) == 10
 
 
@@ -83,7 +84,7 @@ def test_ddim_with_ten_times_fewer_steps_equals_diffusers_ddim_scheduler(unet, s
     """t* = 300 with 30 DDIM steps (stride 10): diffusers' DDIMScheduler can run this one case
     (100 inference steps over T = 1000), from the same noised image; the results must agree."""
     x = images(size=UNET_SIZE)
-    out, info = diffpure(x, unet, scheduler, t_star=300, sampler="ddim", ddim_steps=30, generator=seeded(3))
+    out, info = diffpure(x, unet, scheduler, t_star=300, sampler="ddim", ddim_steps=30, rng=seeded(3))
     assert info["unet_evals"] == 30 and not info["resized"]
 
     noise = randn_tensor(x.shape, generator=seeded(3), dtype=x.dtype)
@@ -98,7 +99,7 @@ def test_ddim_with_ten_times_fewer_steps_equals_diffusers_ddim_scheduler(unet, s
 
 
 def test_diffpure_ddpm_runs_the_full_300_steps(unet, scheduler, count_evals):
-    out, info = diffpure(images(), unet, scheduler, t_star=0.3, sampler="ddpm", generator=seeded(0))
+    out, info = diffpure(images(), unet, scheduler, t_star=0.3, sampler="ddpm", rng=seeded(0))
     assert info["t_star"] == 300 and info["unet_evals"] == len(count_evals) == 300
     assert torch.isfinite(out).all()
 
@@ -108,7 +109,7 @@ def test_diffpure_is_decided_by_its_generator(unet, scheduler, sampler):
     x = images()
 
     def run(seed):
-        return diffpure(x, unet, scheduler, t_star=20, sampler=sampler, ddim_steps=5, generator=seeded(seed))[0]
+        return diffpure(x, unet, scheduler, t_star=20, sampler=sampler, ddim_steps=5, rng=seeded(seed))[0]
 
     assert torch.equal(run(7), run(7))
     assert not torch.allclose(run(7), run(8), atol=1e-3)
@@ -116,14 +117,14 @@ def test_diffpure_is_decided_by_its_generator(unet, scheduler, sampler):
 
 def test_per_image_generators_make_a_face_independent_of_its_batch(unet, scheduler):
     x = images(n=3)
-    batch, _ = diffpure(x, unet, scheduler, t_star=15, generator=[seeded(10), seeded(11), seeded(12)])
-    alone, _ = diffpure(x[1:2], unet, scheduler, t_star=15, generator=[seeded(11)])
+    batch, _ = diffpure(x, unet, scheduler, t_star=15, rng=[seeded(10), seeded(11), seeded(12)])
+    alone, _ = diffpure(x[1:2], unet, scheduler, t_star=15, rng=[seeded(11)])
     torch.testing.assert_close(batch[1:2], alone, atol=1e-5, rtol=1e-5)
 
 
 def test_other_sizes_are_resized_to_the_unet_and_back(unet, scheduler, count_evals):
     x = images(size=24)
-    out, info = diffpure(x, unet, scheduler, t_star=5, generator=seeded(0))
+    out, info = diffpure(x, unet, scheduler, t_star=5, rng=seeded(0))
     assert out.shape == x.shape and info["resized"] and count_evals == [1] * 5
 
 
@@ -151,11 +152,11 @@ def test_t_star_step_takes_steps_and_fractions():
 
 def test_bad_diffusion_settings_are_refused(unet, scheduler):
     with pytest.raises(ValueError, match="sampler"):
-        diffpure(images(), unet, scheduler, t_star=10, sampler="euler", generator=seeded(0))
+        diffpure(images(), unet, scheduler, t_star=10, sampler="euler", rng=seeded(0))
     with pytest.raises(ValueError, match="ddim_steps"):
-        diffpure(images(), unet, scheduler, t_star=10, sampler="ddim", ddim_steps=11, generator=seeded(0))
+        diffpure(images(), unet, scheduler, t_star=10, sampler="ddim", ddim_steps=11, rng=seeded(0))
     with pytest.raises(ValueError, match="start_step"):
-        ddpm_reverse(images(), unet, scheduler, start_step=1001, generator=seeded(0))
+        ddpm_reverse(images(), unet, scheduler, start_step=1001, rng=seeded(0))
 
 
 # --- every purifier through the registry ----------------------------------------------------------
@@ -175,7 +176,7 @@ SETTINGS = {
 def test_every_purifier_keeps_shape_dtype_and_range(unet, scheduler, name):
     x = images(size=24)
     x[0, 0, 0, 0], x[0, 1, 0, 0] = 1.0, -1.0
-    out, info = purify(name, x, SETTINGS[name], unet=unet, scheduler=scheduler, generator=seeded(0))
+    out, info = purify(name, x, SETTINGS[name], unet=unet, scheduler=scheduler, rng=seeded(0))
     assert out.shape == x.shape and out.dtype == x.dtype and out.device == x.device
     assert torch.isfinite(out).all() and out.min() >= -1 and out.max() <= 1
     assert isinstance(info["unet_evals"], int)

@@ -11,10 +11,11 @@ import pytest
 import skimage.data
 import torch
 
-from robust_deepfake.defense import ddpm_config, train_defense_ddpm
-from robust_deepfake.models.ddpm import DDPMConfig, build_scheduler, build_unet, load_ddpm, save_ddpm
-from robust_deepfake.purify import calibration_threshold, purify_split
-from robust_deepfake.poison import read_crops, to_tensor
+from robust_deepfake.stages.defence_training import ddpm_config, train_defense_ddpm
+from robust_deepfake.defences.ddpm import DDPMConfig, build_scheduler, build_unet, load_ddpm, save_ddpm
+from robust_deepfake.stages.purification import calibration_threshold, purify_split
+from robust_deepfake.images import read_images
+from robust_deepfake.tensors import bgr_to_signed
 
 TINY = {"image_size": 16, "block_out_channels": [8, 16], "layers_per_block": 1, "attention": False,
         "num_train_timesteps": 100, "beta_start": 1e-4, "beta_end": 0.02, "steps": 3, "batch_size": 2, "lr": 2e-4,
@@ -40,10 +41,10 @@ def rows(tmp_path_factory) -> pd.DataFrame:
 
 def test_purify_split_writes_measures_and_keeps_all_without_threshold(rows, tmp_path):
     out, cost = purify_split(rows, "jpeg", {"quality": 50}, tmp_path, seed=0, batch_size=3, threshold=None)
-    assert out["kept"].all() and (out["purifier"] == "jpeg").all()
-    written = to_tensor(read_crops(out["purified_path"].tolist()))
+    assert out["kept"].all() and (out["defence"] == "jpeg").all()
+    written = bgr_to_signed(read_images(out["purified_path"].tolist()))
     assert written.shape == (4, 3, 32, 32)
-    clean = to_tensor(read_crops(rows["face_path"].tolist()))
+    clean = bgr_to_signed(read_images(rows["face_path"].tolist()))
     mse = (written - clean).pow(2).flatten(1).mean(1).numpy()
     np.testing.assert_allclose(out["pur_l2"].to_numpy(), mse, rtol=1e-5)  # measured on what was written
     assert cost["unet_evals"] == 0 and cost["seconds"] > 0
@@ -54,7 +55,7 @@ def test_none_needs_no_threshold_and_changes_nothing(rows, tmp_path):
                                  None) is None
     out, _ = purify_split(rows, "none", {}, tmp_path, seed=0, batch_size=4, threshold=None)
     assert (out["pur_distance"] == 0).all()
-    np.testing.assert_array_equal(read_crops(out["purified_path"].tolist()), read_crops(rows["poisoned_path"].tolist()))
+    np.testing.assert_array_equal(read_images(out["purified_path"].tolist()), read_images(rows["poisoned_path"].tolist()))
 
 
 def test_reject_threshold_drops_faces_at_or_above_it(rows, tmp_path):
@@ -75,8 +76,8 @@ def test_diffpure_stage_is_seeded_per_face(rows, tmp_path):
                            unet=unet, scheduler=scheduler)
     b, _ = purify_split(rows.iloc[::-1], "diffpure", settings, tmp_path / "b", seed=3, batch_size=1, threshold=None,
                         unet=unet, scheduler=scheduler)
-    np.testing.assert_array_equal(read_crops(a["purified_path"].tolist()),
-                                  read_crops(b["purified_path"].tolist()[::-1]))  # batch and order free
+    np.testing.assert_array_equal(read_images(a["purified_path"].tolist()),
+                                  read_images(b["purified_path"].tolist()[::-1]))  # batch and order free
     assert cost["unet_evals"] == 2
 
 

@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 from sklearn.metrics import auc
 
-from robust_deepfake.scoring import (attack_success_rate, detection_metrics, equal_error_rate,
+from robust_deepfake.detectors.scoring import (attack_success_rate, detection_metrics, equal_error_rate,
                                      roc_points, video_scores)
 
 
@@ -147,7 +147,7 @@ def test_attack_success_rate_without_fakes_or_detections():
 
 
 def test_balanced_threshold_sits_in_the_gap_of_separable_scores_and_balances_errors():
-    from robust_deepfake.scoring import balanced_threshold
+    from robust_deepfake.detectors.scoring import balanced_threshold
 
     # separable, far from 0.5: the gap between the highest real (0.2) and lowest fake (0.3)
     assert balanced_threshold([0, 0, 1, 1], [0.1, 0.2, 0.3, 0.4]) == pytest.approx(0.25)

@@ -3,7 +3,7 @@ import pytest
 
 from robust_deepfake.manifest import CROP_COLUMNS
 
-from robust_deepfake.split import check_disjoint, identity_groups, split_faces, split_media
+from robust_deepfake.stages.split import check_disjoint, identity_groups, split_faces, split_media
 
 
 def ffpp_like(n_ids=60, seed=0):
@@ -62,7 +62,7 @@ def test_official_test_list_becomes_c(policy):
 
 
 def test_shared_faceforensics_tree_split_is_identity_disjoint(shared_data):
-    from robust_deepfake.ingest import build_media_table
+    from robust_deepfake.stages.ingest import build_media_table
 
     media = build_media_table("faceforensics", shared_data / "faceforensics_c23", "ffpp", 4, 16, {}, None, 0)
     out = split_media(media, {"A": 0.7, "B": 0.2, "C": 0.1}, seed=0)

@@ -9,18 +9,9 @@ import pytest
 import torch
 from torch.utils.data import TensorDataset
 
-from robust_deepfake.models.stargan import (
-    TRAIN_STATE_NAME,
-    ResidualBlock,
-    StarGANFaceGenerator,
-    StarGANGenerator,
-    StarGANTrainConfig,
-    labels_from_attributes,
-    load_stargan,
-    save_stargan,
-    target_labels,
-    train_stargan,
-)
+from robust_deepfake.generators.stargan import (ResidualBlock, StarGANFaceGenerator, StarGANGenerator,
+                                                labels_from_attributes, load_stargan, save_stargan, target_labels)
+from robust_deepfake.generators.stargan_training import TRAIN_STATE_NAME, StarGANTrainConfig, train_stargan
 
 SIZE = 32  # tiny models: conv_dim 8, 2 residual blocks, 32 px
 

@@ -22,7 +22,7 @@ import pytest
 
 from robust_deepfake.cli import DEFAULT_CHECKPOINT
 from robust_deepfake.manifest import read_manifest, read_manifests
-from robust_deepfake.split import check_disjoint
+from robust_deepfake.stages.split import check_disjoint
 
 REPO = Path(__file__).resolve().parents[1]
 SNAKEMAKE = [sys.executable, "-m", "snakemake"]
@@ -90,9 +90,9 @@ def test_demo_attack_side_outputs(demo_run):
     share = poisoned.groupby("media_id")["poisoned"].first().mean()
     assert 0.3 <= share <= 0.7, share  # half of B's real media, whole videos at a time
     purified = pd.read_csv(results / "purified" / "summary.tsv", sep="\t")
-    assert set(purified["purifier"]) == {"none", "diffpure", "adv_generator"}
-    assert (purified.loc[purified["purifier"] == "none", "reject_rate"] == 0).all()
-    assert (purified.loc[purified["purifier"] == "diffpure", "unet_evals_per_image"] == 5).all()  # ddim_steps
+    assert set(purified["defence"]) == {"none", "diffpure", "adv_generator"}
+    assert (purified.loc[purified["defence"] == "none", "reject_rate"] == 0).all()
+    assert (purified.loc[purified["defence"] == "diffpure", "unet_evals_per_image"] == 5).all()  # ddim_steps
     for generator in ("faceswap_ae", "landmark_swap"):
         fakes = read_manifest(results / "fakes" / generator / "pgd" / "0.5" / "none" / "manifest.parquet")
         assert len(fakes) == len(poisoned) and (fakes["label"] == 1).all()
@@ -106,7 +106,7 @@ def test_demo_detectors_are_trained_evaluated_and_reported(demo_run):
     table = pd.read_parquet(results / "studies" / "demo" / "summary.parquet")
     assert len(table) == 4 and set(table["training"]) == {"plain", "pgd"} and set(table["backbone"]) == {
         "resnet18", "spectrum"}
-    assert set(table["purifier"]) == {"none", "diffpure"} and (table["poison_rate"] == 0.5).all()
+    assert set(table["defence"]) == {"none", "diffpure"} and (table["poison_rate"] == 0.5).all()
     for column in ("acc", "auc", "eer", "ap", "video_auc", "auc_faceswap_ae", "auc_landmark_swap", "pgd_asr",
                    "fgsm_asr", "distorted_auc_mean"):
         assert table[column].between(0, 1).all(), column
@@ -114,8 +114,8 @@ def test_demo_detectors_are_trained_evaluated_and_reported(demo_run):
     per_seed = pd.read_parquet(results / "studies" / "demo" / "summary_seeds.parquet")
     assert len(per_seed) == 6
     plain = per_seed[(per_seed["backbone"] == "resnet18") & (per_seed["training"] == "plain")
-                     & (per_seed["purifier"] == "none")]
-    row = table.set_index(["backbone", "training", "purifier"]).loc[("resnet18", "plain", "none")]
+                     & (per_seed["defence"] == "none")]
+    row = table.set_index(["backbone", "training", "defence"]).loc[("resnet18", "plain", "none")]
     assert plain["seed"].tolist() == [0, 1] and row["seeds"] == 2
     assert row["auc"] == pytest.approx(plain["auc"].mean()) and row["auc_sd"] == pytest.approx(plain["auc"].std())
     thresholds = pd.read_parquet(next((results / "evaluation").rglob("metrics.parquet")))["threshold"]
@@ -186,7 +186,7 @@ def edited(module: Path):
 
 def test_editing_a_stage_module_reruns_that_stage_and_after(demo_run):
     """One line added to the evaluation module: only evaluation and the table are stale."""
-    with edited(REPO / "src" / "robust_deepfake" / "evaluation.py"):
+    with edited(REPO / "src" / "robust_deepfake" / "stages" / "evaluation.py"):
         assert planned_jobs(demo_run) == {"evaluate_detector": 6, "summarise_experiments": 1, "all": 1}
     assert planned_jobs(demo_run) == {}
 
@@ -195,7 +195,7 @@ def test_editing_a_module_a_script_imports_reruns_that_script(demo_run):
     """train_ddpm.py picks its faces with calibration.defence_faces, a module the DDPM's own code
     never imports: the rule's fingerprint follows its script's imports, so the edit reruns it (and
     purification, which calibrates with it), not the generators' training."""
-    with edited(REPO / "src" / "robust_deepfake" / "calibration.py"):
+    with edited(REPO / "src" / "robust_deepfake" / "defences" / "calibration.py"):
         jobs = planned_jobs(demo_run)
     assert jobs.get("train_ddpm") == 1 and jobs.get("purify", 0) >= 1, jobs
     assert not {"train_generator", "poison", "split"} & set(jobs), jobs
@@ -275,7 +275,7 @@ def test_negative_margin_is_refused_before_any_job(demo_run):
 @pytest.fixture(scope="module")
 def messy_dataset(tmp_path_factory) -> Path:
     """A folders-layout dataset of good demo media plus every kind of bad input the issue names."""
-    from robust_deepfake.demo import render_demo
+    from robust_deepfake.datasets.demo import render_demo
 
     root = tmp_path_factory.mktemp("messy")
     render_demo(root, identities=4, videos_per_identity=1, frames_per_video=10, fps=10, size=160,
@@ -358,7 +358,7 @@ def test_a_killed_detector_training_resumes_from_its_last_epoch(demo_run):
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     try:
         deadline = time.monotonic() + 600
-        while not (log.exists() and "INFO robust_deepfake.detector: epoch 3:" in log.read_text()):
+        while not (log.exists() and "INFO robust_deepfake.stages.detector_training: epoch 3:" in log.read_text()):
             assert proc.poll() is None, "training ended before it could be killed"
             assert time.monotonic() < deadline, "training never reached epoch 3"
             time.sleep(0.2)

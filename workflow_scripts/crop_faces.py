@@ -1,10 +1,10 @@
-"""Snakemake entry point of rule crop_faces; the logic is robust_deepfake.crop."""
+"""Snakemake entry point of rule crop_faces; the logic is robust_deepfake.stages.crop."""
 
 from robust_deepfake.logs import log_to_file
 
 log = log_to_file(snakemake.log[0])
 
-from robust_deepfake.crop import crop_faces  # noqa: E402
+from robust_deepfake.stages.crop import crop_faces  # noqa: E402
 from robust_deepfake.manifest import CROP_COLUMNS, read_manifest, write_manifest  # noqa: E402
 
 p = snakemake.params

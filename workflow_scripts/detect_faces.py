@@ -1,4 +1,4 @@
-"""Snakemake entry point of rule detect_faces; the logic is robust_deepfake.detect."""
+"""Snakemake entry point of rule detect_faces; the logic is robust_deepfake.stages.face_detection."""
 
 from robust_deepfake.logs import log_to_file
 
@@ -6,7 +6,7 @@ log = log_to_file(snakemake.log[0])
 
 import torch  # noqa: E402
 
-from robust_deepfake.detect import detect_faces  # noqa: E402
+from robust_deepfake.stages.face_detection import detect_faces  # noqa: E402
 from robust_deepfake.manifest import DETECT_COLUMNS, read_manifest, write_manifest  # noqa: E402
 
 torch.set_num_threads(snakemake.threads)

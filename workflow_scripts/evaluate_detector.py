@@ -1,4 +1,4 @@
-"""Snakemake entry point of rule evaluate_detector; the logic is robust_deepfake.evaluation."""
+"""Snakemake entry point of rule evaluate_detector; the logic is robust_deepfake.stages.evaluation."""
 
 from robust_deepfake.logs import log_to_file
 
@@ -9,9 +9,9 @@ import torch  # noqa: E402
 
 from robust_deepfake.atomic import atomic_path  # noqa: E402
 from robust_deepfake.devices import resolve_device  # noqa: E402
-from robust_deepfake.evaluation import evaluation_faces, metrics_table, score_all  # noqa: E402
+from robust_deepfake.stages.evaluation import evaluation_faces, metrics_table, score_all  # noqa: E402
 from robust_deepfake.manifest import read_manifest  # noqa: E402
-from robust_deepfake.models.detector import UntrainedDetector, calibrated_threshold, load_detector  # noqa: E402
+from robust_deepfake.detectors.network import UntrainedDetector, calibrated_threshold, load_detector  # noqa: E402
 from robust_deepfake.seeding import seed_everything  # noqa: E402
 
 torch.set_num_threads(snakemake.threads)

@@ -1,10 +1,10 @@
-"""Snakemake entry point of rule extract_frames; the logic is robust_deepfake.frames."""
+"""Snakemake entry point of rule extract_frames; the logic is robust_deepfake.stages.frames."""
 
 from robust_deepfake.logs import log_to_file
 
 log = log_to_file(snakemake.log[0])
 
-from robust_deepfake.frames import extract_frames  # noqa: E402
+from robust_deepfake.stages.frames import extract_frames  # noqa: E402
 from robust_deepfake.manifest import FRAME_COLUMNS, read_manifest, write_manifest  # noqa: E402
 
 p = snakemake.params

@@ -1,4 +1,4 @@
-"""Snakemake entry point of rule measure_fakes; the logic is robust_deepfake.fake_distance."""
+"""Snakemake entry point of rule measure_fakes; the logic is robust_deepfake.stages.fake_distance."""
 
 from robust_deepfake.logs import log_to_file
 
@@ -8,16 +8,16 @@ import pandas as pd  # noqa: E402
 import torch  # noqa: E402
 
 from robust_deepfake.atomic import atomic_path  # noqa: E402
-from robust_deepfake.fake_distance import distance_row, inception_extractor, load_extractor  # noqa: E402
+from robust_deepfake.stages.fake_distance import distance_row, inception_extractor, load_extractor  # noqa: E402
 from robust_deepfake.manifest import read_manifest  # noqa: E402
 
 torch.set_num_threads(snakemake.threads)
 p, w = snakemake.params, snakemake.wildcards
 extractor = inception_extractor(p.inception_weights) if p.inception_weights else load_extractor(snakemake.input.extractor[0])
 reference = read_manifest(snakemake.input.reference)
-rows = [{"generator": w.generator, "attack": w.attack, "poison_rate": float(w.rate), "purifier": purifier,
+rows = [{"generator": w.generator, "attack": w.attack, "poison_rate": float(w.rate), "defence": defence,
          **distance_row(extractor, read_manifest(path), reference, p.seed)}
-        for purifier, path in zip(p.purifiers, snakemake.input.fakes)]
+        for defence, path in zip(p.defences, snakemake.input.fakes)]
 table = pd.DataFrame(rows)
 with atomic_path(snakemake.output[0]) as tmp:
     table.to_csv(tmp, sep="\t", index=False)

@@ -1,4 +1,4 @@
-"""Snakemake entry point of rule poison; the logic is robust_deepfake.poison."""
+"""Snakemake entry point of rule poison; the logic is robust_deepfake.stages.poison."""
 
 from robust_deepfake.logs import log_to_file
 
@@ -10,10 +10,9 @@ import torch  # noqa: E402
 
 from robust_deepfake.atomic import atomic_path  # noqa: E402
 from robust_deepfake.devices import resolve_device  # noqa: E402
-from robust_deepfake.disruption import summarise  # noqa: E402
-from robust_deepfake.generators import load_generator  # noqa: E402
+from robust_deepfake.generators.loading import load_generator  # noqa: E402
 from robust_deepfake.manifest import POISON_COLUMNS, read_manifest, write_manifest  # noqa: E402
-from robust_deepfake.poison import blank_grid, poison_faces, select_poisoned  # noqa: E402
+from robust_deepfake.stages.poison import blank_grid, poison_faces, poisoning_summary, select_poisoned  # noqa: E402
 from robust_deepfake.seeding import seed_everything  # noqa: E402
 
 torch.set_num_threads(snakemake.threads)
@@ -37,11 +36,7 @@ poisoned = poison_faces(reals, mask, generator, attack, p.epsilon, p.steps, p.st
 if not mask.any():
     blank_grid(snakemake.output.grid, f"no face poisoned at rate {p.rate:g}")
 write_manifest(poisoned, snakemake.output.manifest, columns=POISON_COLUMNS)
-summary = summarise(poisoned[poisoned["poisoned"]]).to_frame().T
-summary.insert(0, "attack", attack)
-summary.insert(1, "poison_rate", p.rate)
-summary.insert(2, "threat", p.threat)
-summary.insert(3, "generator", p.generator)
+summary = poisoning_summary(poisoned, attack, p.rate, p.threat, p.generator)
 with atomic_path(snakemake.output.summary) as tmp:
     summary.to_csv(tmp, sep="\t", index=False)
 log.info("summary:\n%s", summary.T.to_string())

@@ -1,10 +1,10 @@
-"""Snakemake entry point of rule render_demo; the logic is robust_deepfake.demo."""
+"""Snakemake entry point of rule render_demo; the logic is robust_deepfake.datasets.demo."""
 
 from robust_deepfake.logs import log_to_file
 
 log = log_to_file(snakemake.log[0])
 
-from robust_deepfake.demo import render_demo  # noqa: E402
+from robust_deepfake.datasets.demo import render_demo  # noqa: E402
 from robust_deepfake.seeding import seed_everything  # noqa: E402
 
 p = snakemake.params

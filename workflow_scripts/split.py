@@ -1,4 +1,4 @@
-"""Snakemake entry point of rule split; the logic is robust_deepfake.split."""
+"""Snakemake entry point of rule split; the logic is robust_deepfake.stages.split."""
 
 from robust_deepfake.logs import log_to_file
 
@@ -6,7 +6,7 @@ log = log_to_file(snakemake.log[0])
 
 from robust_deepfake.atomic import atomic_path  # noqa: E402
 from robust_deepfake.manifest import read_manifests, write_manifest  # noqa: E402
-from robust_deepfake.split import PARTS, split_faces  # noqa: E402
+from robust_deepfake.stages.split import PARTS, split_faces  # noqa: E402
 
 p = snakemake.params
 faces = read_manifests(list(snakemake.input.crops))

@@ -1,4 +1,4 @@
-"""Snakemake entry point of rule summarise_experiments; the logic is robust_deepfake.report."""
+"""Snakemake entry point of rule summarise_experiments; the logic is robust_deepfake.stages.report."""
 
 from robust_deepfake.logs import log_to_file
 
@@ -7,7 +7,7 @@ log = log_to_file(snakemake.log[0])
 import pandas as pd  # noqa: E402
 
 from robust_deepfake.atomic import atomic_path  # noqa: E402
-from robust_deepfake.report import (experiment_table, plot_attack_success, plot_auc_vs_rate,  # noqa: E402
+from robust_deepfake.stages.report import (experiment_table, plot_attack_success, plot_auc_vs_rate,  # noqa: E402
                                     plot_distortions, plot_roc, poisoning_effects, seed_summary, summary_markdown)
 
 inp, out = snakemake.input, snakemake.output
@@ -24,7 +24,7 @@ with atomic_path(out.markdown) as tmp:
     tmp.write_text(summary_markdown(summary, effects))
 # per-scenario curves for the scenarios that have a detector; the ROC of each scenario's first seed
 trained = [i for i, m in enumerate(metrics) if not m.empty]
-labels = {i: " / ".join(str(scenarios[i][k]) for k in ("backbone", "training", "poison_rate", "purifier"))
+labels = {i: " / ".join(str(scenarios[i][k]) for k in ("backbone", "training", "poison_rate", "defence"))
           for i in trained}
 first_seed = list({labels[i]: i for i in reversed(trained)}.values())[::-1]
 plot_auc_vs_rate(summary, out.auc_vs_rate)

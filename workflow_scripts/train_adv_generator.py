@@ -1,4 +1,4 @@
-"""Snakemake entry point of rule train_adv_generator; the logic is robust_deepfake.defense."""
+"""Snakemake entry point of rule train_adv_generator; the logic is robust_deepfake.stages.defence_training."""
 
 from robust_deepfake.logs import log_to_file
 
@@ -9,8 +9,8 @@ from pathlib import Path  # noqa: E402
 import torch  # noqa: E402
 
 from robust_deepfake.atomic import atomic_path  # noqa: E402
-from robust_deepfake.defense import train_adversarial_generator  # noqa: E402
-from robust_deepfake.generators import training_faces  # noqa: E402
+from robust_deepfake.stages.defence_training import train_adversarial_generator  # noqa: E402
+from robust_deepfake.stages.generator_training import training_faces  # noqa: E402
 from robust_deepfake.manifest import read_manifest  # noqa: E402
 from robust_deepfake.seeding import seed_everything  # noqa: E402
 from robust_deepfake.training_state import training_state  # noqa: E402

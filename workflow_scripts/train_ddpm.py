@@ -1,4 +1,4 @@
-"""Snakemake entry point of rule train_ddpm; the logic is robust_deepfake.defense."""
+"""Snakemake entry point of rule train_ddpm; the logic is robust_deepfake.stages.defence_training."""
 
 from robust_deepfake.logs import log_to_file
 
@@ -9,8 +9,8 @@ from pathlib import Path  # noqa: E402
 import torch  # noqa: E402
 
 from robust_deepfake.atomic import atomic_path  # noqa: E402
-from robust_deepfake.defense import train_defense_ddpm  # noqa: E402
-from robust_deepfake.calibration import defence_faces  # noqa: E402
+from robust_deepfake.stages.defence_training import train_defense_ddpm  # noqa: E402
+from robust_deepfake.defences.calibration import defence_faces  # noqa: E402
 from robust_deepfake.manifest import read_manifest  # noqa: E402
 from robust_deepfake.seeding import seed_everything  # noqa: E402
 from robust_deepfake.training_state import training_state  # noqa: E402

@@ -1,4 +1,4 @@
-"""Snakemake entry point of rule train_detector; the logic is robust_deepfake.detector."""
+"""Snakemake entry point of rule train_detector; the logic is robust_deepfake.stages.detector_training."""
 
 from robust_deepfake.logs import log_to_file
 
@@ -10,17 +10,18 @@ import pandas as pd  # noqa: E402
 import torch  # noqa: E402
 
 from robust_deepfake.atomic import atomic_path  # noqa: E402
-from robust_deepfake.detector import HISTORY_COLUMNS, NothingToTrain, holdout_split, train_detector, training_set  # noqa: E402
+from robust_deepfake.stages.detector_training import (HISTORY_COLUMNS, NothingToTrain, holdout_split, train_detector,
+                                                      training_set)  # noqa: E402
 from robust_deepfake.devices import resolve_device  # noqa: E402
 from robust_deepfake.manifest import read_manifest  # noqa: E402
-from robust_deepfake.models.detector import DetectorConfig, save_untrained  # noqa: E402
+from robust_deepfake.detectors.network import DetectorConfig, save_untrained  # noqa: E402
 from robust_deepfake.seeding import seed_everything  # noqa: E402
 from robust_deepfake.training_state import training_state  # noqa: E402
 
 torch.set_num_threads(snakemake.threads)
 p, w = snakemake.params, snakemake.wildcards
 seed_everything(p.seed)
-scenario = "/".join(w[k] for k in ("backbone", "training", "generator", "attack", "rate", "purifier")) + f"/seed{w.seed}"
+scenario = "/".join(w[k] for k in ("backbone", "training", "generator", "attack", "rate", "defence")) + f"/seed{w.seed}"
 config = DetectorConfig(backbone=w.backbone, image_size=p.settings["image_size"], mean=tuple(p.settings["mean"]),
                         std=tuple(p.settings["std"]))
 try:

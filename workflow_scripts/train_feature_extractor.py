@@ -1,4 +1,4 @@
-"""Snakemake entry point of rule train_feature_extractor; the logic is robust_deepfake.fake_distance."""
+"""Snakemake entry point of rule train_feature_extractor; the logic is robust_deepfake.stages.fake_distance."""
 
 from robust_deepfake.logs import log_to_file
 
@@ -8,7 +8,8 @@ import pandas as pd  # noqa: E402
 import torch  # noqa: E402
 
 from robust_deepfake.atomic import atomic_path  # noqa: E402
-from robust_deepfake.fake_distance import read_pixels, save_extractor, train_identity_extractor  # noqa: E402
+from robust_deepfake.tensors import read_unit  # noqa: E402
+from robust_deepfake.stages.fake_distance import save_extractor, train_identity_extractor  # noqa: E402
 from robust_deepfake.manifest import read_manifest  # noqa: E402
 from robust_deepfake.seeding import seed_everything  # noqa: E402
 
@@ -17,7 +18,7 @@ p = snakemake.params
 seed_everything(p.seed)
 faces = read_manifest(snakemake.input.faces)
 faces = faces[faces["label"] == 0].reset_index(drop=True)
-pixels = read_pixels(faces["face_path"].tolist())
+pixels = read_unit(faces["face_path"].tolist())
 extractor, history = train_identity_extractor(pixels, faces["identity"].tolist(), steps=p.settings["steps"],
                                               batch_size=p.settings["batch_size"], lr=p.settings["lr"], seed=p.seed,
                                               size=p.settings["image_size"])

@@ -49,7 +49,7 @@ def predict(args: argparse.Namespace) -> int:
     import torch
 
     from robust_deepfake.devices import resolve_device
-    from robust_deepfake.models.detector import calibrated_threshold, load_detector
+    from robust_deepfake.detectors.network import calibrated_threshold, load_detector
     from robust_deepfake.predict import Predictor, media_files
 
     try:

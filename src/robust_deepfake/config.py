@@ -18,23 +18,13 @@ from typing import Any
 import jsonschema
 import yaml
 
-from robust_deepfake.registry import DETECTOR_FAMILIES
+from robust_deepfake.registry import DETECTOR_FAMILIES, POISON_ATTACKS, SCHEMA_ENUMS
 
 SCHEMA_PATH = Path(__file__).resolve().parents[2] / "config" / "config.schema.json"
 
-
-# Which `purify.*` config keys each purifier reads (setting name -> config key). Here, not in
-# purify.py, so the workflow can pass each purifier only its own keys without importing torch:
-# editing t_star reruns diffpure's scenarios, not jpeg's.
-PURIFIER_CONFIG_KEYS: dict[str, dict[str, str]] = {
-    "none": {},
-    "jpeg": {"quality": "jpeg_quality"},
-    "gaussian_blur": {"sigma": "blur_sigma"},
-    "median": {"kernel": "median_kernel"},
-    "bit_depth": {"bits": "bits"},
-    "diffpure": {"t_star": "t_star", "sampler": "sampler", "ddim_steps": "ddim_steps"},
-    "ddpm_reverse": {"start_step": "reverse_start"},
-}
+# keys that were renamed: a config that still uses one is told the new name
+RENAMED_KEYS = {("purify", "purifiers"): "defences (a top-level list: the defence axis)",
+                ("experiments", "*", "purifier"): "defence"}
 
 
 class ConfigError(ValueError):
@@ -42,8 +32,28 @@ class ConfigError(ValueError):
 
 
 def load_schema(path: str | Path = SCHEMA_PATH) -> dict:
+    """The JSON Schema, with the allowed names of each algorithm family filled in from the
+    registry (`registry.SCHEMA_ENUMS`), so that a new member is one entry there."""
     with open(path) as f:
-        return json.load(f)
+        schema = json.load(f)
+    for keys, names in SCHEMA_ENUMS.items():
+        node = schema
+        for key in keys:
+            node = node["properties"][key]
+        (node["items"] if node.get("type") == "array" else node)["enum"] = list(names)
+    return schema
+
+
+def _renamed_keys(config: dict) -> list[str]:
+    problems = []
+    for keys, new in RENAMED_KEYS.items():
+        nodes = [(config, "")]
+        for key in keys:
+            nodes = [(item, f"{where}{i}.") for node, where in nodes if isinstance(node, list)
+                     for i, item in enumerate(node)] if key == "*" else [
+                (node[key], f"{where}{key}.") for node, where in nodes if isinstance(node, dict) and key in node]
+        problems += [f"config key '{where.rstrip('.')}' was renamed: use {new}" for _, where in nodes]
+    return problems
 
 
 def _dotted(path) -> str:
@@ -114,7 +124,7 @@ def _check_cross_keys(config: dict, schema: dict) -> list[str]:
         problems.append(f"config key 'dataset_root': layout '{config['dataset']['layout']}' needs the "
                         "dataset's root folder (set it with --config dataset_root=/path/to/data)")
     poison = config.get("poison", {})
-    starts_at_input = sorted({"bim", "fgsm"} & set(poison.get("attacks", [])))
+    starts_at_input = sorted(a for a in poison.get("attacks", []) if POISON_ATTACKS[a].starts_at_input)
     if starts_at_input and poison.get("loss") == "mse":
         problems.append(f"config key 'poison.attacks': {starts_at_input} start at the clean image, where the "
                         "gradient of the mse loss MSE(G(x+d), G(x)) is zero, so they never move: use pgd "
@@ -124,7 +134,7 @@ def _check_cross_keys(config: dict, schema: dict) -> list[str]:
 
 # experiment axis -> (config key of the upstream list it must draw from, how to compare values)
 EXPERIMENT_AXES = {"generator": ("fakes.generators", str), "attack": ("poison.attacks", str),
-                   "poison_rate": ("poison.poison_rate", float), "purifier": ("purify.purifiers", str)}
+                   "poison_rate": ("poison.poison_rate", float), "defence": ("defences", str)}
 
 
 def _check_experiments(config: dict) -> list[str]:
@@ -133,8 +143,10 @@ def _check_experiments(config: dict) -> list[str]:
     problems = []
     for i, block in enumerate(config.get("experiments", [])):
         for axis, (key, kind) in EXPERIMENT_AXES.items():
-            section, name = key.split(".")
-            available = [kind(v) for v in config[section][name]]
+            node = config
+            for part in key.split("."):
+                node = node[part]
+            available = [kind(v) for v in node]
             missing = [v for v in block.get(axis, []) if kind(v) not in available]
             if missing:
                 problems.append(f"config key 'experiments.{i}.{axis}': {missing} not in '{key}' {available}")
@@ -201,6 +213,9 @@ def validate_config(config: dict, schema_path: str | Path = SCHEMA_PATH) -> dict
 
     Every problem is reported at once, one line each, so a user fixes a preset in one go.
     """
+    renamed = _renamed_keys(config)
+    if renamed:
+        raise ConfigError("invalid configuration:\n  " + "\n  ".join(renamed))
     schema = load_schema(schema_path)
     config.update(_coerce_cli_strings(config, schema))
     validator = jsonschema.Draft202012Validator(schema)

@@ -2,10 +2,12 @@
 
 Every stage reads images by path from a manifest; one reader keeps the failure the same
 everywhere: an error naming the file and what is wrong with it, instead of OpenCV's silent None.
+Files are 8-bit BGR, OpenCV's order; `tensors` turns them into the models' tensors.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 import cv2
@@ -48,3 +50,25 @@ def to_rgb(image_bgr: np.ndarray, size: int | None = None) -> np.ndarray:
 def read_rgb(path: str | Path, size: int | None = None) -> np.ndarray:
     """The image at `path` as `to_rgb` gives it."""
     return to_rgb(read_image(path), size)
+
+
+def read_rgb_or_none(path) -> np.ndarray | None:
+    """RGB uint8, or None for a missing path or an undecodable file: for stages that record such a
+    frame as a row with an error instead of stopping."""
+    if not isinstance(path, str) or not path:
+        return None
+    image = cv2.imread(path, cv2.IMREAD_COLOR)  # also turns grey and RGBA into 3 channels
+    return None if image is None else cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+
+
+def read_images(paths: Sequence[str | Path]) -> np.ndarray:
+    """Stack image files (8-bit BGR) into (N, H, W, 3) uint8; a missing file or an image of another
+    size is an error naming the file."""
+    images = []
+    for path in paths:
+        image = read_image(path)
+        if images and image.shape != images[0].shape:
+            raise ValueError(f"face crop {path} is {image.shape[1]}x{image.shape[0]}, others "
+                             f"{images[0].shape[1]}x{images[0].shape[0]}: crops must share one size")
+        images.append(image)
+    return np.stack(images)

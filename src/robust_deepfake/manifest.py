@@ -67,7 +67,7 @@ COLUMNS: dict[str, tuple[pa.DataType, str]] = {
     "dist_linf": (pa.float32(), "max |G(poisoned) - G(clean)|, mean over conditions"),
     "dist_prop": (pa.float32(), "share of conditions whose MSE exceeds 0.05 (its mean is prop_dist)"),
     # purify
-    "purifier": (pa.string(), "purifier applied to split B's real faces before fakes were made"),
+    "defence": (pa.string(), "defence applied to split B's real faces before fakes were made (registry.DEFENCES)"),
     "purified_path": (pa.string(), "the purified crop (8-bit PNG)"),
     "kept": (pa.bool_(), "the purified face passed the reject step and goes on to fake generation"),
     "pur_distance": (pa.float32(), "mean |purified - input|: the reject step's measure"),
@@ -96,7 +96,7 @@ SPLIT_COLUMNS = CROP_COLUMNS + ["group", "part"]
 POISON_ADDED_COLUMNS = ["poisoned", "poisoned_path", "attack", "epsilon", "pert_linf", "pert_l2", "pert_psnr",
                         "dist_l1", "dist_l2", "dist_l0", "dist_linf", "dist_prop"]
 POISON_COLUMNS = SPLIT_COLUMNS + POISON_ADDED_COLUMNS
-PURIFY_COLUMNS = POISON_COLUMNS + ["purifier", "purified_path", "kept", "pur_distance", "pur_l2", "pur_psnr",
+PURIFY_COLUMNS = POISON_COLUMNS + ["defence", "purified_path", "kept", "pur_distance", "pur_l2", "pur_psnr",
                                    "pur_ssim", "pdist_l1", "pdist_l2", "pdist_l0", "pdist_linf", "pdist_prop"]
 FAKE_ADDED_COLUMNS = ["image_path", "generator", "real_media_id", "condition", "fake_seed"]
 FAKE_COLUMNS = PURIFY_COLUMNS + FAKE_ADDED_COLUMNS
@@ -165,10 +165,6 @@ def read_manifests(paths, columns=None) -> pd.DataFrame:
         return read_manifest(paths[0], columns) if paths else pd.DataFrame(columns=columns or [])
     return pd.concat(frames, ignore_index=True)
 
-
-def media_slug(media_id: str) -> str:
-    """A flat, file-system-safe name for a media id (ids are relative paths)."""
-    return media_id.replace("/", "__").replace("\\", "__")
 
 
 def shard_digests(path: str | Path) -> dict[int, str]:

@@ -3,7 +3,7 @@
 The same chain as the pipeline, for media it has never seen: frames sampled evenly over a video,
 MTCNN finds the largest face, the square crop with the pipeline's margin and size, the detector's
 probability of fake per face, and per video the mean over its faces (the evaluation's video
-level). The seed's `infer.py` scores whole images; here faces are scored, as the detector was
+level). The expert-ensemble reference's `infer.py` scores whole images; here faces are scored, as the detector was
 trained on faces. Media without a face or that cannot be read are reported, never scored.
 """
 
@@ -16,14 +16,13 @@ import cv2
 import numpy as np
 import torch
 
-from robust_deepfake.crop import crop_face
-from robust_deepfake.detect import build_detector, detect_batch
-from robust_deepfake.frames import frame_indices, read_video_frames
+from robust_deepfake.stages.crop import crop_face
+from robust_deepfake.stages.face_detection import build_detector, detect_batch
+from robust_deepfake.stages.frames import frame_indices, read_video_frames
+from robust_deepfake.datasets import IMAGE_SUFFIXES, VIDEO_SUFFIXES
 from robust_deepfake.images import MediaError, read_image
-from robust_deepfake.models.detector import DeepfakeDetector
+from robust_deepfake.detectors.network import DeepfakeDetector
 
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
-VIDEO_SUFFIXES = {".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg"}
 
 
 @dataclass

@@ -1,13 +1,99 @@
-"""The names of the pipeline's algorithm families, in one module that imports nothing heavy: the
-workflow (rules/common.smk) and the config check read it while Snakemake parses the Snakefile,
-before any job runs, so a wrong name stops the run at once.
-
-Detector backbones: any timm model by name, plus the families below, which are not timm models.
+"""The members of the pipeline's algorithm families, by name: the one list the workflow
+(rules/common.smk), the config check and the code that builds each member read. It imports nothing
+heavy, since the workflow and the config check read it while Snakemake parses the Snakefile, before
+any job runs: a wrong name stops the run at once, and a new generator, defence or attack is one
+entry here plus its code.
 """
 
 from __future__ import annotations
 
-# backbone name -> what it is (models/detector.py builds each)
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class Generator:
+    """A face generator: `trained` ones are fitted on split A by train_generator (or read from a
+    configured checkpoint), and `attackable` ones are differentiable models the poison can target."""
+
+    what: str
+    trained: bool = False
+    attackable: bool = False
+
+
+GENERATORS = {
+    "faceswap_ae": Generator("the autoencoder face swap of the original Deepfakes method", trained=True,
+                             attackable=True),
+    "stargan": Generator("StarGAN attribute editing (the official architecture)", trained=True, attackable=True),
+    "landmark_swap": Generator("the graphics face swap of FaceForensics++'s FaceSwap, no training"),
+    "sd_inpaint": Generator("Stable Diffusion inpainting of the face, from a local diffusers folder"),
+    "sd_text2img": Generator("Stable Diffusion text-to-image faces, from a local diffusers folder"),
+}
+TRAINED_GENERATORS = tuple(name for name, g in GENERATORS.items() if g.trained)
+ATTACKABLE_GENERATORS = tuple(name for name, g in GENERATORS.items() if g.attackable)
+
+
+@dataclass(frozen=True)
+class Defence:
+    """A value of the defence axis. A `purifier` transforms split B's real faces before fakes are
+    made (its settings come from the config's `purify` section: setting name -> config key); a
+    `diffusion` purifier needs the DDPM; `adversarial_generator` defences make the fakes with the
+    face swap adversarially trained against disruption instead."""
+
+    what: str
+    purifier: bool = True
+    diffusion: bool = False
+    config_keys: dict[str, str] = field(default_factory=dict)
+    adversarial_generator: bool = False
+
+
+DEFENCES = {
+    "none": Defence("no defence"),
+    "diffpure": Defence("DiffPure: noise to t*, denoise back with the DDPM", diffusion=True,
+                        config_keys={"t_star": "t_star", "sampler": "sampler", "ddim_steps": "ddim_steps"}),
+    "ddpm_reverse": Defence("the reverse DDPM process run on the face itself", diffusion=True,
+                            config_keys={"start_step": "reverse_start"}),
+    "jpeg": Defence("JPEG re-compression", config_keys={"quality": "jpeg_quality"}),
+    "gaussian_blur": Defence("Gaussian blur", config_keys={"sigma": "blur_sigma"}),
+    "median": Defence("median filter", config_keys={"kernel": "median_kernel"}),
+    "bit_depth": Defence("bit-depth reduction", config_keys={"bits": "bits"}),
+    "adv_generator": Defence("the face swap fine-tuned on its own disrupted inputs; no purification",
+                             purifier=False, adversarial_generator=True),
+}
+PURIFIERS = tuple(name for name, d in DEFENCES.items() if d.purifier)
+DIFFUSION_PURIFIERS = tuple(name for name, d in DEFENCES.items() if d.diffusion)
+# which `purify.*` config keys each purifier reads (setting name -> config key), so that editing
+# t_star reruns diffpure's scenarios, not jpeg's
+PURIFIER_CONFIG_KEYS = {name: DEFENCES[name].config_keys for name in PURIFIERS}
+
+
+@dataclass(frozen=True)
+class Attack:
+    """An L-inf attack (`attacks.linf`): `starts_at_input` ones take their first step at the clean
+    image, where a loss comparing G(x + d) with G(x) has zero gradient."""
+
+    what: str
+    starts_at_input: bool = False
+
+
+POISON_ATTACKS = {
+    "pgd": Attack("projected gradient descent from a random start"),
+    "bim": Attack("basic iterative method (I-FGSM)", starts_at_input=True),
+    "fgsm": Attack("one signed-gradient step", starts_at_input=True),
+    "gaussian": Attack("Gaussian noise of the same L-inf size: the baseline"),
+}
+EVASION_ATTACKS = ("fgsm", "pgd")  # the evaluation's attacks on the detector
+TRAINING_MODES = ("plain", "fgsm", "pgd")  # detector training: plain, or adversarial with one of the above
+
+# detector backbones that are not timm models (any timm model name is a backbone too)
 DETECTOR_FAMILIES = {
     "spectrum": "Durall et al. 2019: azimuthally averaged log power spectrum of the grey face, linear head",
+}
+
+# the config schema's list-valued keys whose allowed values are a family above (config.load_schema)
+SCHEMA_ENUMS = {
+    ("fakes", "generators"): tuple(GENERATORS),
+    ("poison", "generator"): ATTACKABLE_GENERATORS,
+    ("poison", "attacks"): tuple(POISON_ATTACKS),
+    ("defences",): tuple(DEFENCES),
+    ("evaluate", "attacks"): EVASION_ATTACKS,
 }

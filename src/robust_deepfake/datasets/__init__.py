@@ -3,7 +3,7 @@
 Every adapter exposes ``list_media(root: Path, **options) -> pandas.DataFrame`` with the columns
 ``ADAPTER_COLUMNS`` (plus ``attr_<Name>`` columns where the dataset has attributes). Adapters only
 list files and read the dataset's own label/split files; they never decode media, so ingesting
-100 000 videos takes seconds. `robust_deepfake.ingest` adds the dataset name and the shard.
+100 000 videos takes seconds. `robust_deepfake.stages.ingest` adds the dataset name and the shard.
 """
 
 from __future__ import annotations

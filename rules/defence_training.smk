@@ -1,0 +1,53 @@
+rule train_ddpm:
+    """The purifiers' diffusion model, trained on split A's clean real faces (or a pretrained
+    diffusers folder). Resumable state lives beside the output, keyed by the settings."""
+    input:
+        faces=f"{RESULTS}/split/A.parquet",
+    output:
+        unet=directory(f"{RESULTS}/defences/ddpm/model/unet"),
+        scheduler=directory(f"{RESULTS}/defences/ddpm/model/scheduler"),
+        history=f"{RESULTS}/defences/ddpm/history.parquet",
+    params:
+        settings=config["ddpm"],
+        calibration_identities=config["purify"]["calibration_identities"],
+        seed=config["seed"],
+        device=config["device"],
+        code=script_code("train_ddpm.py"),
+    threads: 1
+    resources:
+        gpu=GPU_PER_JOB,
+    log:
+        f"{LOGS}/train_ddpm.log",
+    benchmark:
+        f"{BENCHMARKS}/train_ddpm.tsv"
+    conda:
+        "../envs/torch.yaml"
+    script:
+        "../workflow_scripts/train_ddpm.py"
+
+
+rule train_adv_generator:
+    """The attacked face swap fine-tuned on its own PGD-disrupted inputs (Ruiz et al.)."""
+    input:
+        faces=f"{RESULTS}/split/A.parquet",
+        generator=generator_model("faceswap_ae"),
+    output:
+        model=f"{RESULTS}/defences/adv_generator/model.pt",
+        history=f"{RESULTS}/defences/adv_generator/history.parquet",
+    params:
+        settings=config["adv_generator"],
+        attack={"epsilon": config["poison"]["epsilon"], "step_size": config["poison"]["step_size"]},
+        seed=config["seed"],
+        device=config["device"],
+        code=script_code("train_adv_generator.py"),
+    threads: 1
+    resources:
+        gpu=GPU_PER_JOB,
+    log:
+        f"{LOGS}/train_adv_generator.log",
+    benchmark:
+        f"{BENCHMARKS}/train_adv_generator.tsv"
+    conda:
+        "../envs/torch.yaml"
+    script:
+        "../workflow_scripts/train_adv_generator.py"

@@ -1,0 +1,65 @@
+"""Stages train_ddpm and train_adv_generator: the defender's models, learned from split A's clean
+real faces only (the defender never sees which faces of B are poisoned).
+
+- `ddpm`: the diffusion model the purifiers use (diffusers UNet2DModel + DDPMScheduler), or a
+  user's pretrained diffusers DDPM folder (e.g. a CelebA-HQ DDPM) instead of training.
+- `adv_generator`: the attacked face swap fine-tuned on its own PGD-disrupted inputs (Ruiz et
+  al.'s adversarial training), the defence that needs no purification.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import fields
+from pathlib import Path
+
+import pandas as pd
+
+from robust_deepfake.defences.adversarial_generator import finetune_against_disruption
+from robust_deepfake.devices import resolve_device
+from robust_deepfake.defences.ddpm import DDPMConfig, build_scheduler, load_ddpm, save_ddpm, train_ddpm
+from robust_deepfake.generators.faceswap_ae import FaceCropFiles, load_faceswap, save_faceswap
+
+log = logging.getLogger(__name__)
+
+
+def ddpm_config(settings: dict, seed: int) -> DDPMConfig:
+    """The config's `ddpm` section as a DDPMConfig (the `pretrained` key is not a model setting)."""
+    names = {f.name for f in fields(DDPMConfig)}
+    return DDPMConfig(**{k: v for k, v in settings.items() if k in names}, seed=seed)
+
+
+def train_defense_ddpm(faces: pd.DataFrame, settings: dict, seed: int, out_dir: str | Path, work_dir: str | Path,
+                       device: str = "auto") -> pd.DataFrame:
+    """Write the DDPM to `out_dir` (unet/, scheduler/): trained on `faces` with its resumable state
+    in `work_dir`, or copied from the configured pretrained folder, which is loaded (and so checked)
+    here rather than failing later inside purification."""
+    dev = resolve_device(device)
+    if settings.get("pretrained"):
+        unet, scheduler = load_ddpm(settings["pretrained"], dev)
+        save_ddpm(unet, scheduler, out_dir)
+        log.info("ddpm: using the pretrained diffusers folder %s instead of training", settings["pretrained"])
+        return pd.DataFrame({"step": [], "loss": []})
+    config = ddpm_config(settings, seed)
+    unet, history = train_ddpm(FaceCropFiles(faces["face_path"].tolist()), config, work_dir, device=dev)
+    save_ddpm(unet, build_scheduler(config), out_dir)
+    log.info("ddpm trained on %d clean faces of split A -> %s", len(faces), out_dir)
+    return pd.DataFrame(history)
+
+
+def train_adversarial_generator(faces: pd.DataFrame, generator_path: str | Path, settings: dict, attack: dict,
+                                seed: int, out_path: str | Path, work_dir: str | Path,
+                                device: str = "auto") -> pd.DataFrame:
+    """Fine-tune the trained face swap on its own disrupted inputs (the attacker's budget and step
+    size from `attack`) and save it to `out_path`; return the per-step history."""
+    model = load_faceswap(generator_path, resolve_device(device))
+    faces = faces[faces["identity"].astype(str).isin(model.identities)]
+    if faces.empty:
+        raise ValueError(f"split A has no faces of the identities the face swap {generator_path} knows")
+    model, history = finetune_against_disruption(
+        model, FaceCropFiles(faces["face_path"].tolist()), faces["identity"].astype(str).tolist(),
+        epsilon=attack["epsilon"], attack_steps=settings["attack_steps"], step_size=attack["step_size"],
+        steps=settings["steps"], batch_size=settings["batch_size"], lr=settings["lr"], seed=seed,
+        checkpoint_dir=work_dir, save_every=settings["save_every"], device=resolve_device(device))
+    save_faceswap(model, out_path)
+    return pd.DataFrame(history)

@@ -1,0 +1,251 @@
+"""Stage train_detector: a deepfake detector trained on split B's real faces and the fakes made
+from them, in one scenario (poison rate, purifier, training fakes' generator, backbone, training
+mode).
+
+Which real faces: the ones the fakes were made from, as the trainer has them after its defence
+(purified and kept by the reject step). Real and fake then share their whole processing history,
+so the detector cannot learn "purification artefacts mean fake" instead of the generator's traces.
+
+Model selection uses a held-out share of split B's *source media* (a real video and every fake
+made from it fall on the same side), never split C: C stays untouched for the evaluation stage.
+
+Training modes: `plain`; `fgsm` and `pgd` adversarial training, where every batch is attacked
+against the current model (PGD updates its iterate at every step, in pixel space, clamped to
+[0, 1], see models/detector.py) and the loss mixes clean and adversarial images; in adversarial
+modes the Lipschitz penalty psi * mean(|d sum F(x) / dx|^z) of the robust-detector reference is added on the
+adversarial images when psi > 0.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import asdict
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from torch.utils.data import DataLoader, Dataset
+from tqdm import tqdm
+
+from robust_deepfake.atomic import atomic_path
+from robust_deepfake.checkpoints import resumable_state
+from robust_deepfake.detectors.adversarial import batch_loss
+from robust_deepfake.detectors.augmentations import detector_augmentations
+from robust_deepfake.detectors.network import DeepfakeDetector, DetectorConfig, read_checkpoint, save_detector
+from robust_deepfake.detectors.scoring import balanced_threshold, detection_metrics
+from robust_deepfake.images import read_rgb
+from robust_deepfake.registry import TRAINING_MODES
+from robust_deepfake.seeding import item_seed
+
+log = logging.getLogger(__name__)
+
+# Adam's weight decay is an L2 term scaled by the adaptive step; AdamW decays the weights directly
+OPTIMIZERS = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW}
+# history.parquet, one row per epoch; `best` marks the epochs whose weights became the model;
+# `threshold` is the decision threshold calibrated on the hold-out at that epoch
+HISTORY_COLUMNS = ["epoch", "train_loss", "train_images", "val_auc", "val_loss", "val_acc", "val_eer", "threshold",
+                   "lr", "seconds", "best"]
+
+
+class NothingToTrain(ValueError):
+    """A scenario whose training set lacks a class (every real face rejected, or no fakes made)."""
+
+
+# ---------------------------------------------------------------------------------------------
+# Data
+
+
+def training_set(purified: pd.DataFrame, fakes: pd.DataFrame, scenario: str) -> pd.DataFrame:
+    """Real faces kept by the reject step (label 0) and their fakes (label 1): media_id,
+    source_media_id, image_path, label. An empty class raises NothingToTrain naming the scenario,
+    since a detector trained on one class would report numbers that mean nothing."""
+    reals = purified[purified["kept"].astype(bool)]
+    reals = pd.DataFrame({"media_id": reals["media_id"], "source_media_id": reals["media_id"],
+                          "image_path": reals["purified_path"], "label": 0})
+    fakes = pd.DataFrame({"media_id": fakes["media_id"], "source_media_id": fakes["real_media_id"],
+                          "image_path": fakes["image_path"], "label": 1})
+    if reals.empty or fakes.empty:
+        raise NothingToTrain(f"{scenario}: nothing to train a detector on ({len(reals)} real faces passed the "
+                         f"reject step, {len(fakes)} fakes); a higher purify.reject_factor keeps more faces")
+    return pd.concat([reals, fakes], ignore_index=True)
+
+
+def holdout_split(faces: pd.DataFrame, fraction: float, seed: int) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(train, validation) by source media, so a real video and its fakes stay together. Each
+    source goes to validation by its own seeded draw, so adding media moves no other media."""
+    sources = faces["source_media_id"].unique()
+    draws = {s: (item_seed(seed, "holdout", s) % 10_000) / 10_000 for s in sources}
+    in_val = faces["source_media_id"].map(draws) < fraction
+    train, val = faces[~in_val], faces[in_val]
+    if fraction > 0 and (val["label"].nunique() < 2 or train["label"].nunique() < 2):
+        log.warning("validation hold-out of %d faces lacks a class; selecting on the training faces instead",
+                    len(val))
+        return faces.reset_index(drop=True), faces.reset_index(drop=True)
+    return train.reset_index(drop=True), val.reset_index(drop=True)
+
+
+def balanced_indices(labels: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Undersample the larger class to the smaller one's size (the robust-detector reference's class balance), drawn
+    anew each epoch so that every face is seen over the epochs."""
+    by_class = [np.flatnonzero(labels == c) for c in (0, 1)]
+    n = min(len(i) for i in by_class)
+    chosen = np.concatenate([rng.choice(i, size=n, replace=False) for i in by_class])
+    return np.sort(chosen)
+
+
+class FaceImages(Dataset):
+    """(pixels float (3, S, S) in [0, 1], label) for rows with image_path and label."""
+
+    def __init__(self, faces: pd.DataFrame, size: int, augment: str = "none") -> None:
+        self.paths = faces["image_path"].tolist()
+        self.labels = faces["label"].to_numpy(dtype=np.float32)
+        self.size = size
+        self.transform = detector_augmentations(augment)
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+        image = torch.from_numpy(read_rgb(self.paths[index], self.size)).permute(2, 0, 1).contiguous()
+        # clamp: blur and noise can leave values a rounding error outside [0, 1], the attacks' range
+        return self.transform(image).clamp_(0, 1), torch.tensor(self.labels[index])
+
+
+# ---------------------------------------------------------------------------------------------
+# Training loop
+
+
+@torch.no_grad()
+def score_faces(model: DeepfakeDetector, faces: pd.DataFrame, size: int, batch_size: int,
+                device: torch.device) -> np.ndarray:
+    """Probability of fake per row of `faces` (image_path)."""
+    model.eval()
+    loader = DataLoader(FaceImages(faces, size), batch_size=batch_size, shuffle=False)
+    scores = [torch.sigmoid(model(pixels.to(device))).cpu() for pixels, _ in loader]
+    return torch.cat(scores).numpy() if scores else np.zeros(0, dtype=np.float32)
+
+
+def _usable_state(path: Path, config: DetectorConfig, device: torch.device) -> dict:
+    """A training state of this model configuration (another one cannot be continued)."""
+    payload = read_checkpoint(path, device)
+    if payload["config"] != asdict(config) or "training" not in payload:
+        raise ValueError(f"cannot resume from {path}: it was trained as {payload['config']}, now asked for "
+                         f"{asdict(config)}")
+    return payload
+
+
+def _resume(path: Path, model: DeepfakeDetector, optimizer, scheduler, rng: torch.Generator,
+            device: torch.device) -> tuple[int, tuple[float, float], list[dict]]:
+    """Where an interrupted run stopped: weights, optimizer, schedule, RNGs, the best epoch's
+    selection key and the history; epoch 0 when there is no usable state (an unusable one is
+    discarded, logged)."""
+    payload = resumable_state(path, lambda p: _usable_state(p, model.config, device), "detector training state")
+    if payload is None:
+        return 0, NO_EPOCH, []
+    state = payload["training"]
+    model.load_state_dict(payload["model"])
+    optimizer.load_state_dict(state["optimizer"])
+    scheduler.load_state_dict(state["scheduler"])
+    rng.set_state(state["rng"].cpu())
+    torch.set_rng_state(state["torch_rng"].cpu())
+    log.info("resuming detector training from %s after epoch %d", path, state["epoch"])
+    return int(state["epoch"]), tuple(state["best"]), list(state["history"])
+
+
+# the selection key of "no epoch yet": any epoch beats it
+NO_EPOCH = (float("-inf"), float("-inf"))
+
+
+def selection_key(row: dict) -> tuple[float, float]:
+    """How epochs are ranked on the hold-out: by AUC, then by lower BCE. With a few hundred faces
+    the hold-out AUC saturates (1.0 from epoch 3 of 40 is common), and the first epoch to reach it
+    still has BatchNorm statistics that lag the weights; the loss keeps ranking those epochs."""
+    auc = row["val_auc"] if np.isfinite(row["val_auc"]) else 0.0
+    loss = row["val_loss"] if np.isfinite(row["val_loss"]) else float("inf")
+    return round(auc, 6), -loss
+
+
+def validation_row(model: DeepfakeDetector, val: pd.DataFrame, config: DetectorConfig, batch_size: int,
+                   device: torch.device) -> dict:
+    """Hold-out AUC, BCE, EER, the threshold that balances its errors and the accuracy there."""
+    scores = score_faces(model, val, config.image_size, batch_size, device)
+    labels = val["label"].to_numpy()
+    threshold = balanced_threshold(labels, scores)
+    metrics = detection_metrics(labels, scores, threshold)
+    clipped = np.clip(scores.astype(np.float64), 1e-7, 1 - 1e-7)
+    loss = float(-np.mean(labels * np.log(clipped) + (1 - labels) * np.log(1 - clipped))) if len(labels) else np.nan
+    # plain floats only: the state is reloaded with weights_only=True, which refuses NumPy scalars
+    return {"val_auc": float(metrics["auc"]), "val_loss": loss, "val_acc": float(metrics["acc"]),
+            "val_eer": float(metrics["eer"]), "threshold": threshold}
+
+
+def train_detector(train: pd.DataFrame, val: pd.DataFrame, config: DetectorConfig, settings: dict, mode: str, *,
+                   seed: int, out_path: str | Path, work_dir: str | Path, device: torch.device,
+                   pretrained_file: str | None = None) -> pd.DataFrame:
+    """Train, keep the checkpoint of the best epoch on the hold-out (`selection_key`) at
+    `out_path` with its calibrated threshold, and return the per-epoch history. Training stops
+    early when `patience` epochs in a row bring no better epoch (0: never). State is saved to
+    `work_dir/last.pt` after every epoch; a rerun of the same job resumes from it (a killed job
+    loses at most one epoch)."""
+    if mode not in TRAINING_MODES:
+        raise ValueError(f"unknown training mode {mode!r}; known: {TRAINING_MODES}")
+    work_dir = Path(work_dir)
+    work_dir.mkdir(parents=True, exist_ok=True)
+    last, best = work_dir / "last.pt", work_dir / "best.pt"
+    model = DeepfakeDetector(config, pretrained_file).to(device)
+    optimizer = OPTIMIZERS[settings["optimizer"]](model.parameters(), lr=settings["lr"],
+                                                  weight_decay=settings["weight_decay"], fused=True)
+    epochs, patience = settings["epochs"], settings["patience"]
+    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=epochs)
+    attack_rng = torch.Generator().manual_seed(seed)
+    start, best_key, history = _resume(last, model, optimizer, scheduler, attack_rng, device)
+
+    data = FaceImages(train, config.image_size, settings["augment"])
+    labels = data.labels.astype(int)
+    for epoch in range(start, epochs):
+        if patience and history and epoch - max(r["epoch"] for r in history if r["best"]) >= patience:
+            log.info("no better epoch on the hold-out for %d epochs: stopping after epoch %d", patience, epoch)
+            break
+        began = time.perf_counter()
+        rng = np.random.default_rng(item_seed(seed, "epoch", epoch))
+        indices = balanced_indices(labels, rng) if settings["balance"] else np.arange(len(labels))
+        order = torch.Generator().manual_seed(item_seed(seed, "order", epoch))
+        loader = DataLoader(torch.utils.data.Subset(data, indices.tolist()), batch_size=settings["batch_size"],
+                            shuffle=True, generator=order)
+        model.train()
+        losses = []
+        for pixels, target in tqdm(loader, desc=f"epoch {epoch + 1}/{epochs} ({mode})", unit="batch", leave=False):
+            pixels, target = pixels.to(device), target.to(device)
+            loss = batch_loss(model, pixels, target, mode, settings["adversarial"], attack_rng)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            losses.append(float(loss.detach()))
+        scheduler.step()
+        row = {"epoch": epoch + 1, "train_loss": float(np.mean(losses)) if losses else float("nan"),
+               "train_images": int(len(indices)),
+               **validation_row(model, val, config, settings["batch_size"], device),
+               "lr": float(optimizer.param_groups[0]["lr"]), "seconds": time.perf_counter() - began}
+        row["best"] = selection_key(row) > best_key
+        if row["best"]:
+            best_key = selection_key(row)
+            save_detector(model, best, extra={"epoch": epoch + 1, "val_auc": row["val_auc"],
+                                              "threshold": row["threshold"]})
+        history.append(row)
+        save_detector(model, last, extra={"training": _state(optimizer, scheduler, epoch + 1, best_key, history,
+                                                             attack_rng)})
+        # logged after the save, so that a logged epoch is always one a rerun can resume after
+        log.info("epoch %d: loss %.4f, val AUC %.4f, val loss %.4f, acc %.3f at threshold %.3f, %.1f s", epoch + 1,
+                 row["train_loss"], row["val_auc"], row["val_loss"], row["val_acc"], row["threshold"], row["seconds"])
+    with atomic_path(out_path) as tmp:
+        Path(tmp).write_bytes(best.read_bytes())
+    return pd.DataFrame(history, columns=HISTORY_COLUMNS)
+
+
+def _state(optimizer, scheduler, epoch: int, best_key: tuple[float, float], history: list[dict],
+           rng: torch.Generator) -> dict:
+    return {"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(), "epoch": epoch,
+            "best": list(best_key), "history": history, "rng": rng.get_state(),
+            "torch_rng": torch.get_rng_state()}

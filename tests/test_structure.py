@@ -1,0 +1,98 @@
+"""The package reads as its architecture: stages apart from the algorithm families and the
+plumbing, each stage where its rule's name says, no stage importing another, no module too long,
+and the registry readable without torch."""
+
+from __future__ import annotations
+
+import ast
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+PACKAGE = REPO / "src" / "robust_deepfake"
+FAMILIES = {"attacks", "defences", "generators", "detectors", "datasets"}
+
+
+def imports(path: Path) -> set[str]:
+    """Every robust_deepfake module a file imports, anywhere in it."""
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("robust_deepfake"):
+            found.add(node.module)
+            found.update(f"{node.module}.{a.name}" for a in node.names)
+        elif isinstance(node, ast.Import):
+            found.update(a.name for a in node.names if a.name.startswith("robust_deepfake"))
+    return found
+
+
+def layer(module: str) -> str:
+    """stages, a family, or plumbing (the package's top-level modules)."""
+    parts = module.split(".")
+    return parts[1] if len(parts) > 2 and parts[1] in FAMILIES | {"stages"} else "plumbing"
+
+
+def test_a_stage_imports_plumbing_and_algorithm_families_never_another_stage():
+    for path in sorted((PACKAGE / "stages").glob("*.py")):
+        own = f"robust_deepfake.stages.{path.stem}"
+        other_stages = {m for m in imports(path) if m.startswith("robust_deepfake.stages.") and not m.startswith(own)}
+        assert not other_stages, f"{path.name} imports other stages: {sorted(other_stages)}"
+
+
+def test_families_and_plumbing_never_import_a_stage():
+    for path in sorted(PACKAGE.rglob("*.py")):
+        module = ".".join(path.relative_to(PACKAGE.parent).with_suffix("").parts)
+        if layer(module) == "stages" or path.name in ("cli.py", "predict.py"):  # the command may use stages
+            continue
+        stages = {m for m in imports(path) if m.startswith("robust_deepfake.stages")}
+        assert not stages, f"{module} imports {sorted(stages)}"
+
+
+def test_plumbing_imports_no_family():
+    for path in sorted(PACKAGE.glob("*.py")):
+        if path.name in ("cli.py", "predict.py"):
+            continue
+        families = {m for m in imports(path) if layer(m) in FAMILIES}
+        assert not families, f"{path.name} (plumbing) imports {sorted(families)}"
+
+
+def test_each_rule_file_has_its_stage_module_and_each_script_its_rule():
+    rules = {p.stem for p in (REPO / "rules").glob("*.smk")} - {"common", "demo"}  # demo: datasets/demo.py
+    assert rules == {p.stem for p in (PACKAGE / "stages").glob("*.py")} - {"__init__"}
+    scripts = {p.stem for p in (REPO / "workflow_scripts").glob("*.py")}
+    named = set(re.findall(r'"\.\./workflow_scripts/(\w+)\.py"', "".join(p.read_text() for p in (REPO / "rules").glob("*.smk"))))
+    assert scripts == named, "a script no rule runs, or a rule without its script"
+
+
+def test_no_module_over_400_lines():
+    long = {str(p.relative_to(PACKAGE)): n for p in PACKAGE.rglob("*.py") if (n := len(p.read_text().splitlines())) > 400}
+    assert not long, long
+
+
+def test_the_registry_and_the_config_check_import_without_torch():
+    code = ("import sys; import robust_deepfake.registry, robust_deepfake.config, robust_deepfake.fingerprint; "
+            "print(sorted(m for m in ('torch', 'timm', 'diffusers', 'cv2') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
+
+
+def test_the_readme_stage_table_lists_every_rule():
+    rules = set(re.findall(r"^(?:rule|checkpoint) (\w+):", "".join(p.read_text() for p in (REPO / "rules").glob("*.smk")),
+                           re.M))
+    table = (REPO / "README.md").read_text().split("## The stages", 1)[1].split("\n## ", 1)[0]
+    listed = set(re.findall(r"^\| `(\w+)`", table, re.M))
+    assert rules - {"all"} <= listed, sorted(rules - listed - {"all"})
+
+
+def test_every_name_in_the_registry_has_its_implementation_and_no_more():
+    from robust_deepfake import registry
+    from robust_deepfake.attacks.linf import ATTACKS
+    from robust_deepfake.defences.purifiers import PURIFIERS
+    from robust_deepfake.detectors.network import FAMILIES as DETECTOR_BUILDERS
+    from robust_deepfake.generators.loading import FAMILIES as GENERATOR_FAMILIES
+
+    assert set(ATTACKS) == set(registry.POISON_ATTACKS) >= set(registry.EVASION_ATTACKS)
+    assert set(PURIFIERS) == set(registry.PURIFIERS)
+    assert set(GENERATOR_FAMILIES) == set(registry.TRAINED_GENERATORS)
+    assert set(DETECTOR_BUILDERS) == set(registry.DETECTOR_FAMILIES)
