@@ -13,7 +13,7 @@ from robust_deepfake.stages.defence_training import train_adversarial_generator 
 from robust_deepfake.stages.generator_training import training_faces  # noqa: E402
 from robust_deepfake.manifest import read_manifest  # noqa: E402
 from robust_deepfake.seeding import seed_everything  # noqa: E402
-from robust_deepfake.training_state import training_state  # noqa: E402
+from robust_deepfake.checkpoints import training_state  # noqa: E402
 
 torch.set_num_threads(snakemake.threads)
 p = snakemake.params

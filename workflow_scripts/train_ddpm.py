@@ -13,7 +13,7 @@ from robust_deepfake.stages.defence_training import train_defense_ddpm  # noqa: 
 from robust_deepfake.defences.calibration import defence_faces  # noqa: E402
 from robust_deepfake.manifest import read_manifest  # noqa: E402
 from robust_deepfake.seeding import seed_everything  # noqa: E402
-from robust_deepfake.training_state import training_state  # noqa: E402
+from robust_deepfake.checkpoints import training_state  # noqa: E402
 
 torch.set_num_threads(snakemake.threads)
 p = snakemake.params

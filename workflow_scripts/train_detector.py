@@ -16,7 +16,7 @@ from robust_deepfake.devices import resolve_device  # noqa: E402
 from robust_deepfake.manifest import read_manifest  # noqa: E402
 from robust_deepfake.detectors.network import DetectorConfig, save_untrained  # noqa: E402
 from robust_deepfake.seeding import seed_everything  # noqa: E402
-from robust_deepfake.training_state import training_state  # noqa: E402
+from robust_deepfake.checkpoints import training_state  # noqa: E402
 
 torch.set_num_threads(snakemake.threads)
 p, w = snakemake.params, snakemake.wildcards
