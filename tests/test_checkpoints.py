@@ -60,3 +60,33 @@ def test_an_unusable_training_state_is_discarded_with_a_warning(tmp_path, caplog
             "discarding this detector training state and training from the start") in caplog.text
     save_checkpoint({"step": 3}, state)
     assert resumable_state(state, load_checkpoint, "training state") == {"step": 3}
+
+
+def test_the_training_state_key_follows_params_and_inputs(tmp_path):
+    from robust_deepfake.checkpoints import job_key
+
+    data = tmp_path / "A.parquet"
+    data.write_bytes(b"faces")
+    key = job_key({"lr": 0.1, "code": "abc"}, [data])
+    assert job_key({"code": "abc", "lr": 0.1}, [data]) == key  # the same job on the same inputs
+    assert job_key({"lr": 0.2, "code": "abc"}, [data]) != key  # a setting
+    assert job_key({"lr": 0.1, "code": "abd"}, [data]) != key  # the code
+    data.write_bytes(b"faces")  # rewritten with the same bytes: an upstream job reran
+    assert job_key({"lr": 0.1, "code": "abc"}, [data]) != key
+
+
+def test_a_training_state_survives_a_failure_and_goes_with_success(tmp_path):
+    from robust_deepfake.checkpoints import training_state
+
+    data = tmp_path / "A.parquet"
+    data.write_bytes(b"faces")
+    stale = tmp_path / "home" / "training" / "0123456789ab"
+    stale.mkdir(parents=True)
+    with pytest.raises(RuntimeError):
+        with training_state(tmp_path / "home", {"lr": 0.1}, [data]) as state:
+            (state / "last.pt").write_bytes(b"epoch 3")
+            raise RuntimeError("killed")
+    assert not stale.exists() and (state / "last.pt").read_bytes() == b"epoch 3"  # a superseded run's state goes
+    with training_state(tmp_path / "home", {"lr": 0.1}, [data]) as again:
+        assert again == state and (again / "last.pt").exists()  # the killed run's own state is found
+    assert not (tmp_path / "home" / "training").exists()  # a job that ends well keeps no state
