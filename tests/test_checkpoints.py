@@ -4,6 +4,7 @@ an unusable training state discarded so training starts afresh."""
 from __future__ import annotations
 
 import logging
+import os
 
 import numpy as np
 import pytest
@@ -71,7 +72,12 @@ def test_the_training_state_key_follows_params_and_inputs(tmp_path):
     assert job_key({"code": "abc", "lr": 0.1}, [data]) == key  # the same job on the same inputs
     assert job_key({"lr": 0.2, "code": "abc"}, [data]) != key  # a setting
     assert job_key({"lr": 0.1, "code": "abd"}, [data]) != key  # the code
-    data.write_bytes(b"faces")  # rewritten with the same bytes: an upstream job reran
+    written = data.stat().st_mtime_ns
+    data.write_bytes(b"faces")  # rewritten with the same bytes: an upstream job reran (later, whatever the clock's step)
+    os.utime(data, ns=(written + 10**9, written + 10**9))
+    assert job_key({"lr": 0.1, "code": "abc"}, [data]) != key
+    data.write_bytes(b"FACES")
+    os.utime(data, ns=(written, written))  # other bytes at the very same time still count
     assert job_key({"lr": 0.1, "code": "abc"}, [data]) != key
 
 
