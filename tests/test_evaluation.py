@@ -157,3 +157,7 @@ def test_the_table_shows_mean_and_sd_over_two_seeds_against_hand_computed_values
     assert effects.loc["diffpure", "auc_share"] == pytest.approx(0.625)
     assert effects.loc["diffpure", "auc_share_lo"] <= 0.625 <= effects.loc["diffpure", "auc_share_hi"]
     assert "0.200 [" in text and "0.625 [" in text
+    # without the clean scenario there is no cost to measure: no effects, and summary.md says nothing of them
+    without_clean = per_seed[per_seed["poison_rate"] > 0]
+    assert poisoning_effects(without_clean).empty
+    assert "Poisoning cost" not in summary_markdown(seed_summary(without_clean), poisoning_effects(without_clean))

@@ -145,6 +145,8 @@ def poisoning_effects(per_seed: pd.DataFrame, metrics: tuple[str, ...] = ("auc",
     table = per_seed[per_seed["detector"] == "trained"]
     for (backbone, training, generator), group in table.groupby(["backbone", "training", "generator"], sort=False):
         clean = group[(group["poison_rate"] == 0) & (group["defence"] == "none")].set_index("seed")
+        if clean.empty:  # no clean scenario in the grid: nothing to measure a cost against
+            continue
         for (attack, rate), attacked in group[group["poison_rate"] > 0].groupby(["attack", "poison_rate"], sort=True):
             undefended = attacked[attacked["defence"] == "none"].set_index("seed")
             for defence, defended in attacked.groupby("defence", sort=True):
