@@ -127,36 +127,45 @@ def test_a_scenario_without_a_detector_keeps_its_row_and_its_point(tmp_path):
     assert (tmp_path / "rate.png").stat().st_size > 0
 
 
-def test_the_table_shows_mean_and_sd_over_two_seeds_against_hand_computed_values():
-    """Two seeds of four scenarios: the summary's mean ± sd, and the poisoning's cost and what
-    DiffPure wins back, with their 95 % intervals, computed here by hand."""
+def seeded_tables(aucs: dict) -> pd.DataFrame:
+    """Per-seed experiment rows of resnet18 scenarios whose AUC (and accuracy) is given per seed."""
     history = pd.DataFrame({"epoch": [1], "train_images": [10], "val_auc": [0.9], "best": [True]})
-    aucs = {("none", 0.0): (0.9, 0.8), ("none", 0.5): (0.75, 0.55), ("diffpure", 0.5): (0.85, 0.7)}
     scenarios, metrics = [], []
     for (defence, rate), values in aucs.items():
         for seed, auc in enumerate(values):
             scenarios.append(dict(backbone="resnet18", training="plain", generator="faceswap_ae",
                                   attack="none" if rate == 0 else "pgd", poison_rate=rate, defence=defence, seed=seed))
             metrics.append(_metrics(auc, 0.5))
-    per_seed = experiment_table(scenarios, metrics, [history] * 6, [pd.Series({"reject_rate": 0.0})] * 6)
+    return experiment_table(scenarios, metrics, [history] * len(scenarios),
+                            [pd.Series({"reject_rate": 0.0})] * len(scenarios))
+
+
+def test_the_table_shows_mean_and_sd_over_two_seeds_against_hand_computed_values():
+    """Two seeds of three scenarios: the summary's mean ± sd, and the poisoning's cost and what
+    DiffPure wins back, with their 95 % intervals, computed here by hand."""
+    per_seed = seeded_tables({("none", 0.0): (0.9, 0.8), ("none", 0.5): (0.71, 0.59), ("diffpure", 0.5): (0.81, 0.74)})
     summary = seed_summary(per_seed)
     clean = summary[summary["poison_rate"] == 0].iloc[0]
     assert clean["seeds"] == 2 and clean["auc"] == pytest.approx(0.85)
     assert clean["auc_sd"] == pytest.approx(np.std([0.9, 0.8], ddof=1))  # 0.0707
     text = summary_markdown(summary, poisoning_effects(per_seed))
-    assert "0.850 ± 0.071" in text and "0.650 ± 0.141" in text and "0.775 ± 0.106" in text
+    assert "0.850 ± 0.071" in text and "0.650 ± 0.085" in text and "0.775 ± 0.049" in text
 
     effects = poisoning_effects(per_seed).set_index("defence")
-    # cost per seed: 0.9 - 0.75 = 0.15 and 0.8 - 0.55 = 0.25; mean 0.2, sd 0.0707, t(0.975, 1) = 12.706
-    half = 12.7062047 * np.std([0.15, 0.25], ddof=1) / np.sqrt(2)
+    # cost per seed: 0.9 - 0.71 = 0.19 and 0.8 - 0.59 = 0.21; mean 0.2, sd 0.0141, t(0.975, 1) = 12.706
+    half = 12.7062047 * np.std([0.19, 0.21], ddof=1) / np.sqrt(2)
     assert effects.loc["none", "auc_cost"] == pytest.approx(0.2)
     assert (effects.loc["none", "auc_cost_lo"], effects.loc["none", "auc_cost_hi"]) == pytest.approx(
         (0.2 - half, 0.2 + half), abs=1e-6)
-    # DiffPure wins back 0.85 - 0.75 = 0.10 and 0.7 - 0.55 = 0.15: 0.125 of the 0.2 lost, a share of 0.625
+    # DiffPure wins back 0.81 - 0.71 = 0.10 and 0.74 - 0.59 = 0.15: 0.125 of the 0.2 lost, a share of 0.625
     assert effects.loc["diffpure", "auc_won_back"] == pytest.approx(0.125)
     assert effects.loc["diffpure", "auc_share"] == pytest.approx(0.625)
     assert effects.loc["diffpure", "auc_share_lo"] <= 0.625 <= effects.loc["diffpure", "auc_share_hi"]
     assert "0.200 [" in text and "0.625 [" in text
+    # a cost whose interval reaches 0 (0.15 and 0.25) leaves no share to speak of
+    noisy = poisoning_effects(seeded_tables({("none", 0.0): (0.9, 0.8), ("none", 0.5): (0.75, 0.55),
+                                            ("diffpure", 0.5): (0.85, 0.7)})).set_index("defence")
+    assert noisy.loc["diffpure", "auc_won_back"] == pytest.approx(0.125) and np.isnan(noisy.loc["diffpure", "auc_share"])
     # without the clean scenario there is no cost to measure: no effects, and summary.md says nothing of them
     without_clean = per_seed[per_seed["poison_rate"] > 0]
     assert poisoning_effects(without_clean).empty

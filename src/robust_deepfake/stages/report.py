@@ -118,10 +118,11 @@ def _interval(values: np.ndarray) -> tuple[float, float, float]:
 
 def _ratio_interval(won: np.ndarray, cost: np.ndarray, seed: int = 0, draws: int = 4000) -> tuple[float, float, float]:
     """mean(won) / mean(cost) and its 95 % percentile bootstrap interval over the seeds (pairs
-    resampled together); NaN where the cost's mean is not positive."""
+    resampled together); NaN unless the cost is established (its 95 % interval above 0): a share
+    of a cost indistinguishable from none is a ratio of noise."""
     keep = np.isfinite(won) & np.isfinite(cost)
     won, cost = won[keep], cost[keep]
-    if len(won) == 0 or cost.mean() <= 0:
+    if len(won) == 0 or not _interval(cost)[1] > 0:
         return np.nan, np.nan, np.nan
     share = float(won.mean() / cost.mean())
     if len(won) < 2:
