@@ -162,7 +162,10 @@ def test_t_star_reruns_diffpure_and_after_not_ddpm_training(demo_run):
 
 
 def test_detector_lr_reruns_training_and_evaluation_only(demo_run):
-    assert planned_jobs(demo_run, "--config", "detector={lr: 0.002}") == {**DETECTORS, "all": 1}
+    """The shared learning rate retrains the five ResNet-18 scenarios; the spectrum detector keeps
+    its own rate (`backbone_settings`), so it is neither retrained nor re-evaluated."""
+    assert planned_jobs(demo_run, "--config", "detector={lr: 0.002}") == {
+        "train_detector": 5, "evaluate_detector": 5, "summarise_experiments": 1, "all": 1}
     # an evaluation setting reruns the evaluations, never the training
     assert planned_jobs(demo_run, "--config", "evaluate={levels: [1, 3]}") == {
         "evaluate_detector": 6, "summarise_experiments": 1, "all": 1}
@@ -215,8 +218,8 @@ def test_snakemake_report_builds_and_holds_the_figures(demo_run):
 
 # every trained model of the smoke DAG: (model file or folder, history, its step/epoch column, steps)
 TRAINED = {"generators/faceswap_ae/main/model.pt": ("generators/faceswap_ae/main/history.parquet", "step", 30),
-           "defense/ddpm/model/unet": ("defense/ddpm/history.parquet", "step", 20),
-           "defense/adv_generator/model.pt": ("defense/adv_generator/history.parquet", "step", 4)}
+           "defences/ddpm/model/unet": ("defences/ddpm/history.parquet", "step", 20),
+           "defences/adv_generator/model.pt": ("defences/adv_generator/history.parquet", "step", 4)}
 
 
 def model_bytes(path: Path) -> bytes:
