@@ -123,6 +123,14 @@ def generator_model(name, variant="main"):
     return f"{RESULTS}/generators/{name}/{variant}/model.pt"
 
 
+def generator_settings(wildcards):
+    """The generator's config section; the grey-box surrogate never adopts the configured
+    checkpoint (a copy of the attacked model would make grey-box white-box): the attacker trains
+    their own on half of A's identities."""
+    settings = config[wildcards.generator]
+    return {**settings, "checkpoint": None} if wildcards.variant == "surrogate" else settings
+
+
 def poison_target_model():
     """White-box: the model that makes the fakes; grey-box: its surrogate."""
     variant = "main" if config["poison"]["threat"] == "white_box" else "surrogate"

@@ -1,13 +1,14 @@
 rule train_generator:
     """Train a face generator on split A's real faces (variant main), or its grey-box surrogate on
-    half of A's identities with another seed; a configured checkpoint replaces training."""
+    half of A's identities with another seed; a configured checkpoint replaces the main variant's
+    training, never the surrogate's (`generator_settings`)."""
     input:
         faces=f"{RESULTS}/split/A.parquet",
     output:
         model=f"{RESULTS}/generators/{{generator}}/{{variant}}/model.pt",
         history=f"{RESULTS}/generators/{{generator}}/{{variant}}/history.parquet",
     params:
-        settings=lambda wildcards: config[wildcards.generator],
+        settings=generator_settings,
         seed=lambda wildcards: config["seed"] + (1 if wildcards.variant == "surrogate" else 0),
         device=config["device"],
         code=script_code("train_generator.py"),

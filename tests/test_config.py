@@ -54,7 +54,7 @@ def test_enum_lists_allowed_values():
 def test_unknown_key_is_reported_with_allowed_keys():
     cfg = default_config()
     cfg["crop"]["marign"] = 0.2
-    with pytest.raises(ConfigError, match=r"crop.*marign.*allowed keys: image_format, margin, size"):
+    with pytest.raises(ConfigError, match=r"crop.*marign.*allowed keys: center_size, image_format, margin, mode, size"):
         validate_config(cfg)
 
 
@@ -183,3 +183,16 @@ def test_the_family_names_come_from_the_registry():
     cfg["defences"] = ["none", "dffpure"]
     with pytest.raises(ConfigError, match="'dffpure' is not one of"):
         validate_config(cfg)
+
+
+def test_a_defence_built_for_another_generator_is_refused():
+    """The adversarially trained face swap cannot stand in for an attacked StarGAN (its file would
+    be loaded as one): refused at config time, with the defence and the generator named."""
+    cfg = default_config()
+    cfg["poison"]["generator"] = "stargan"
+    cfg["defences"] = ["none", "adv_generator"]
+    with pytest.raises(ConfigError, match=r"'adv_generator' works only when the attacked generator is one of "
+                                          r"\['faceswap_ae'\], but poison.generator is 'stargan'"):
+        validate_config(cfg)
+    cfg["defences"] = ["none", "diffpure"]
+    validate_config(cfg)

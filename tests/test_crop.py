@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from robust_deepfake.stages.crop import crop_face, crop_faces, square_box
+from robust_deepfake.stages.crop import center_box, crop_face, crop_faces, square_box
 from robust_deepfake.stages.face_detection import detect_faces
 from robust_deepfake.paths import media_slug
 from robust_deepfake.manifest import (CROP_COLUMNS, DETECT_COLUMNS, FRAME_COLUMNS, read_manifest,
@@ -171,3 +171,24 @@ def test_crop_faces_on_real_detections(shared_data, cfg, tmp_path):
     write_manifest(out, tmp_path / "crop.parquet")
     back = read_manifest(tmp_path / "crop.parquet")
     np.testing.assert_array_equal(np.stack(back["crop_box"]), np.stack(out["crop_box"]))
+
+
+def test_the_centre_crop_of_a_celeba_image_is_stargans():
+    """An aligned CelebA image is 178 x 218: StarGAN's CenterCrop(178) keeps rows 20..197, all
+    columns, whatever the detected box; torchvision's own crop of the same image agrees."""
+    import torch
+    from torchvision.transforms import v2
+
+    assert center_box(178, 178, 218) == (0, 20, 178, 198)
+    assert center_box(178, 120, 100) == (10, 0, 110, 100)  # capped at the shorter side, centred
+    image = np.random.default_rng(0).integers(0, 256, (218, 178, 3), dtype=np.uint8)
+    points = np.array([60, 100, 118, 100, 89, 125, 66, 150, 112, 150], np.float32)
+    crop, box, crop_points = crop_face(image, (50, 70, 130, 170), points, 0.3, 178, mode="center")
+    assert box == (0, 20, 178, 198)
+    reference = v2.CenterCrop(178)(torch.from_numpy(image).permute(2, 0, 1)).permute(1, 2, 0).numpy()
+    assert np.array_equal(crop, reference)
+    assert crop_points.reshape(5, 2)[0].tolist() == [60, 80]  # landmarks follow the crop
+    small, _, _ = crop_face(image, (50, 70, 130, 170), points, 0.3, 128, mode="center")
+    assert small.shape == (128, 128, 3)
+    with pytest.raises(ValueError, match="unknown crop mode 'middle'"):
+        crop_face(image, (50, 70, 130, 170), points, 0.3, 128, mode="middle")

@@ -249,3 +249,25 @@ def test_poison_faces_refuses_settings_that_write_no_poison(crops, tmp_path):
         poison(crops, tmp_path, epsilon=1 / 255)
     with pytest.raises(MediaError, match="missing.png: file not found"):
         poison(crops.assign(face_path=str(tmp_path / "missing.png")), tmp_path)
+
+
+def test_poisoning_a_stargan_attacks_each_face_through_its_own_targets(crops, tmp_path):
+    """Against StarGAN the stage binds each batch's attribute labels: the disruption it records is
+    the one measured through the targets StarGAN builds from each face's own attributes (never the
+    all-absent labels an unlabelled call would use)."""
+    from robust_deepfake.attacks.disruption import generator_disruption
+    from robust_deepfake.generators.stargan import StarGANFaceGenerator, StarGANGenerator
+    from robust_deepfake.images import read_images
+    from robust_deepfake.tensors import bgr_to_signed
+
+    torch.manual_seed(0)
+    model = StarGANFaceGenerator(StarGANGenerator(conv_dim=8, c_dim=5, repeat_num=1), image_size=CROP)
+    labelled = crops.assign(attr_Black_Hair=[1, -1, 1, -1], attr_Blond_Hair=-1, attr_Brown_Hair=[-1, 1, -1, 1],
+                            attr_Male=[1, 1, -1, -1], attr_Young=[-1, 1, 1, -1])
+    out = poison(labelled, tmp_path, generator=model, mask=[True, True, True, True])
+    clean = bgr_to_signed(read_images(labelled["face_path"].tolist()))
+    poisoned = bgr_to_signed(read_images(out["poisoned_path"].tolist()))
+    own = generator_disruption(model, clean, poisoned, labelled)
+    assert out["dist_l2"].to_numpy() == pytest.approx(own["dist_l2"].to_numpy(), rel=1e-4)
+    with pytest.raises(KeyError, match="attr_Male"):
+        poison(crops, tmp_path, generator=model)  # no attributes: refused, never silently all-absent

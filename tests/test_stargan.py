@@ -9,6 +9,8 @@ import pytest
 import torch
 from torch.utils.data import TensorDataset
 
+from robust_deepfake.attacks.disruption import disruption_table, generator_disruption, per_image
+from robust_deepfake.generators.base import for_faces
 from robust_deepfake.generators.stargan import (ResidualBlock, StarGANFaceGenerator, StarGANGenerator,
                                                 labels_from_attributes, load_stargan, save_stargan, target_labels)
 from robust_deepfake.generators.stargan_training import TRAIN_STATE_NAME, StarGANTrainConfig, train_stargan
@@ -70,6 +72,23 @@ def test_official_style_checkpoint_and_save_load_round_trip(tmp_path):
     assert not list(ours.parent.glob(".*tmp*"))  # the atomic write left no temporary file
 
 
+def test_a_state_dict_saved_before_pytorch_0_4_1_loads(tmp_path):
+    """The official 200000-G.ckpt predates the norm layers' `num_batches_tracked`: the same
+    weights written without those keys load and generate the same images."""
+    model = _tiny()
+    state = {k: v for k, v in model.generator.state_dict().items() if not k.endswith("num_batches_tracked")}
+    assert len(state) < len(model.generator.state_dict())
+    old = tmp_path / "old-G.ckpt"
+    torch.save(state, old)
+    x = _images()
+    with torch.no_grad():
+        assert torch.equal(load_stargan(old, image_size=SIZE).generate(x, "Young"), model.generate(x, "Young"))
+    del state["main.1.running_mean"]  # only the counters may be missing
+    torch.save(state, old)
+    with pytest.raises(ValueError, match=r"old-G\.ckpt.*missing keys \(1\): main\.1\.running_mean"):
+        load_stargan(old, image_size=SIZE)
+
+
 def test_checkpoint_with_a_wrong_key_names_the_file_and_key(tmp_path):
     state = _tiny().generator.state_dict()
     state["main.3.weights"] = state.pop("main.3.weight")
@@ -125,6 +144,44 @@ def test_conditions_and_official_target_labels():
         model.generate(x, "Male", c_org * 2 - 1)  # CelebA's -1/1 convention must be converted first
     with pytest.raises(ValueError, match="unknown StarGAN condition 'Bald'"):
         model.generate(x, "Bald")
+
+
+def test_each_face_gets_the_targets_its_own_attributes_give():
+    """A hand-made CelebA row (black hair, male, not young; -1/1 as in list_attr_celeba.txt) and
+    another: bound through `for_faces`, each face's targets are StarGAN's own for its labels."""
+    model = _tiny()
+    faces = pd.DataFrame({"attr_Black_Hair": [1, -1], "attr_Blond_Hair": [-1, -1], "attr_Brown_Hair": [-1, 1],
+                          "attr_Male": [1, -1], "attr_Young": [-1, 1]})
+    bound = for_faces(model, faces)
+    assert bound.c_org.tolist() == [[1, 0, 0, 1, 0], [0, 0, 1, 0, 1]]
+    x = _images()
+    with torch.no_grad():
+        assert torch.equal(bound.generate(x, "Blond_Hair"),
+                           model.generator(x, torch.tensor([[0., 1, 0, 1, 0], [0., 1, 0, 0, 1]])))
+        assert torch.equal(bound.generate(x, "Male"),  # flipped from each face's own
+                           model.generator(x, torch.tensor([[1., 0, 0, 0, 0], [0., 0, 1, 1, 1]])))
+    swap = object()
+    assert for_faces(swap, faces) is swap  # a generator without per-face targets is unchanged
+    with pytest.raises(KeyError, match="attr_Black_Hair"):
+        for_faces(model, faces.drop(columns="attr_Black_Hair"))
+
+
+def test_the_disruption_measure_uses_each_faces_own_targets():
+    """The purification measure binds each batch's labels: the disruption it records is measured against
+    G(x, targets of x's own attributes), the same outputs a trainer's fakes would be."""
+    model = _tiny().eval()
+    faces = pd.DataFrame({"attr_Black_Hair": [1, -1], "attr_Blond_Hair": [-1, 1], "attr_Brown_Hair": [-1, -1],
+                          "attr_Male": [1, -1], "attr_Young": [1, 1]})
+    x, y = _images(seed=1), _images(seed=2)
+    table = generator_disruption(model, x, y, faces)
+    with torch.no_grad():
+        own = {c: model.generate(x, c, labels_from_attributes(faces)) for c in model.conditions()}
+        other = {c: model.generate(y, c, labels_from_attributes(faces)) for c in model.conditions()}
+        unlabelled = generator_disruption(model, x, y, faces.assign(attr_Male=-1, attr_Young=-1, attr_Black_Hair=-1,
+                                                                     attr_Blond_Hair=-1))
+    expected = per_image(disruption_table(own, other))
+    assert table["dist_l2"].tolist() == pytest.approx(expected["dist_l2"].tolist())
+    assert table["dist_l2"].tolist() != pytest.approx(unlabelled["dist_l2"].tolist())
 
 
 def test_labels_from_manifest_attribute_columns():

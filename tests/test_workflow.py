@@ -403,3 +403,17 @@ def test_predicts_default_checkpoint_is_what_the_default_config_trains(tmp_path)
     pointing at a file no run makes)."""
     proc = snakemake(tmp_path, "-n", configs=CONFIGS[:1])  # the default config alone
     assert str(DEFAULT_CHECKPOINT) in proc.stdout + proc.stderr
+
+
+def test_a_grey_box_surrogate_is_trained_even_when_the_attacked_model_is_a_checkpoint(demo_run, tmp_path):
+    """With the face swap given as a checkpoint, the grey-box attacker's surrogate must still be
+    their own model, trained on half of A's identities, never a copy of the attacked file (which
+    would make grey-box white-box without a word)."""
+    checkpoint = tmp_path / "faceswap.pt"
+    shutil.copyfile(demo_run / "results" / "smoke" / "generators" / "faceswap_ae" / "main" / "model.pt", checkpoint)
+    surrogate = demo_run / "results" / "smoke" / "generators" / "faceswap_ae" / "surrogate"
+    snakemake(demo_run, "--cores", "1", str(surrogate.relative_to(demo_run) / "model.pt"), "--config",
+              "poison={threat: grey_box}", f"faceswap_ae={{checkpoint: {checkpoint}}}")
+    assert (surrogate / "model.pt").read_bytes() != checkpoint.read_bytes()
+    assert pd.read_parquet(surrogate / "history.parquet")["step"].max() == TRAINED[
+        "generators/faceswap_ae/main/model.pt"][2]  # trained, all the smoke's steps

@@ -51,7 +51,7 @@ purified["defence"] = w.defence
 
 generator = load_generator(p.generator, snakemake.input.generator, p.generator_settings, device)
 clean = bgr_to_signed(read_images(reals["face_path"].tolist()))
-after = generator_disruption(generator, clean, bgr_to_signed(read_images(purified["purified_path"].tolist())))
+after = generator_disruption(generator, clean, bgr_to_signed(read_images(purified["purified_path"].tolist())), reals)
 for column in DISRUPTION_METRICS:
     purified["p" + column] = after[column].to_numpy()
 write_manifest(purified, snakemake.output.manifest, columns=PURIFY_COLUMNS)

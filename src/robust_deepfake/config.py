@@ -18,7 +18,7 @@ from typing import Any
 import jsonschema
 import yaml
 
-from robust_deepfake.registry import DETECTOR_FAMILIES, POISON_ATTACKS, SCHEMA_ENUMS
+from robust_deepfake.registry import DEFENCES, DETECTOR_FAMILIES, POISON_ATTACKS, SCHEMA_ENUMS
 
 SCHEMA_PATH = Path(__file__).resolve().parents[2] / "config" / "config.schema.json"
 
@@ -129,7 +129,18 @@ def _check_cross_keys(config: dict, schema: dict) -> list[str]:
         problems.append(f"config key 'poison.attacks': {starts_at_input} start at the clean image, where the "
                         "gradient of the mse loss MSE(G(x+d), G(x)) is zero, so they never move: use pgd "
                         "(random start) or poison.loss: target")
-    return problems + _check_experiments(config) + _check_backbones(config) + _check_backbone_settings(config, schema)
+    return (problems + _check_defence_targets(config) + _check_experiments(config) + _check_backbones(config)
+            + _check_backbone_settings(config, schema))
+
+
+def _check_defence_targets(config: dict) -> list[str]:
+    """A defence built for one generator (the adversarially trained face swap) would otherwise
+    load that generator's file as the attacked one, e.g. a face swap as a StarGAN."""
+    attacked = config["poison"]["generator"]
+    return [f"config key 'defences': {name!r} works only when the attacked generator is one of "
+            f"{list(DEFENCES[name].generators)}, but poison.generator is {attacked!r}"
+            for name in config.get("defences", [])
+            if DEFENCES[name].generators is not None and attacked not in DEFENCES[name].generators]
 
 
 # experiment axis -> (config key of the upstream list it must draw from, how to compare values)

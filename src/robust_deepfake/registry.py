@@ -37,13 +37,15 @@ class Defence:
     """A value of the defence axis. A `purifier` transforms split B's real faces before fakes are
     made (its settings come from the config's `purify` section: setting name -> config key); a
     `diffusion` purifier needs the DDPM; `adversarial_generator` defences make the fakes with the
-    face swap adversarially trained against disruption instead."""
+    face swap adversarially trained against disruption instead. `generators` names the attacked
+    generators the defence works for (None: any), so the config check can refuse the others."""
 
     what: str
     purifier: bool = True
     diffusion: bool = False
     config_keys: dict[str, str] = field(default_factory=dict)
     adversarial_generator: bool = False
+    generators: tuple[str, ...] | None = None
 
 
 DEFENCES = {
@@ -57,7 +59,7 @@ DEFENCES = {
     "median": Defence("median filter", config_keys={"kernel": "median_kernel"}),
     "bit_depth": Defence("bit-depth reduction", config_keys={"bits": "bits"}),
     "adv_generator": Defence("the face swap fine-tuned on its own disrupted inputs; no purification",
-                             purifier=False, adversarial_generator=True),
+                             purifier=False, adversarial_generator=True, generators=("faceswap_ae",)),
 }
 PURIFIERS = tuple(name for name, d in DEFENCES.items() if d.purifier)
 DIFFUSION_PURIFIERS = tuple(name for name, d in DEFENCES.items() if d.diffusion)

@@ -33,7 +33,7 @@ from collections.abc import Mapping
 import pandas as pd
 import torch
 
-from robust_deepfake.generators.base import FaceGenerator
+from robust_deepfake.generators.base import FaceGenerator, for_faces
 
 L0_TOLERANCE = 1.0 / 255.0
 PROP_DIST_THRESHOLD = 0.05
@@ -136,15 +136,17 @@ def summarise(df: pd.DataFrame) -> pd.Series:
 
 
 def generator_disruption(generator: FaceGenerator, reference: torch.Tensor, other: torch.Tensor,
-                         batch_size: int = 16) -> pd.DataFrame:
+                         faces: pd.DataFrame, batch_size: int = 16) -> pd.DataFrame:
     """Per image, how far the generator's outputs for `other` are from its outputs for `reference`
     (DISRUPTION_METRICS averaged over conditions), in batches: e.g. G(purified) against G(clean),
-    the measure of whether fake generation works again after purification."""
+    the measure of whether fake generation works again after purification. `faces` (the images'
+    manifest rows, in order) give a conditional generator each face's own targets (`for_faces`)."""
     tables = []
     for start in range(0, len(reference), batch_size):
+        batch = for_faces(generator, faces.iloc[start:start + batch_size])
         with torch.no_grad():
-            ref = generator_outputs(generator, reference[start:start + batch_size])
-            oth = generator_outputs(generator, other[start:start + batch_size])
+            ref = generator_outputs(batch, reference[start:start + batch_size])
+            oth = generator_outputs(batch, other[start:start + batch_size])
         table = per_image(disruption_table(ref, oth))
         table["image"] += start
         tables.append(table)

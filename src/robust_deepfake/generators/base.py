@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Protocol, Sequence
 
+import pandas as pd
 import torch
 
 
@@ -26,3 +27,13 @@ class FaceGenerator(Protocol):
     def generate(self, images: torch.Tensor, condition: object) -> torch.Tensor:
         """Differentiable forward pass: (N, 3, H, W) in [-1, 1] -> same shape, in [-1, 1]."""
         ...
+
+
+def for_faces(generator: FaceGenerator, faces: pd.DataFrame) -> FaceGenerator:
+    """The generator as it applies to these faces (one batch, in order). A generator whose targets
+    depend on each face's own attributes (StarGAN: a hair-colour target is the only hair colour
+    set, other attributes are flipped from the face's own) binds them with its `for_faces`; the
+    others apply alike to every face and come back unchanged. Poisoning, the purification measures
+    and fake generation all go through here, so the attacked, measured and used targets are one."""
+    bind = getattr(generator, "for_faces", None)
+    return bind(faces) if bind is not None else generator

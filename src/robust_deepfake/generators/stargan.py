@@ -181,6 +181,10 @@ def target_labels(c_org: torch.Tensor, attributes: Sequence[str], target: str) -
     return c_trg
 
 
+def _device_of(module: nn.Module) -> torch.device:
+    return next(module.parameters()).device
+
+
 def _resize(images: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     """Differentiable anti-aliased bilinear resize (a convex combination: [-1, 1] stays in range)."""
     if tuple(images.shape[-2:]) == tuple(size):
@@ -224,6 +228,11 @@ class StarGANFaceGenerator(nn.Module):
         c_trg = target_labels(_checked_labels(c_org, n, c_dim, images.device), self.attributes, condition)
         out = self.generator(_resize(images, (self.image_size, self.image_size)), c_trg)
         return _resize(out, tuple(images.shape[-2:]))
+
+    def for_faces(self, faces: pd.DataFrame) -> LabelledStarGAN:
+        """This generator with the faces' own labels (their manifest's `attr_<Name>` columns) bound:
+        the targets StarGAN's own test builds for each face (`generators.base.for_faces`)."""
+        return self.with_labels(labels_from_attributes(faces, self.attributes).to(_device_of(self)))
 
     def with_labels(self, c_org: torch.Tensor) -> LabelledStarGAN:
         """This generator with a batch's original labels bound, for code that knows only the
@@ -275,6 +284,14 @@ def _load_strict(module: nn.Module, state: dict, path: Path, what: str) -> None:
     module.load_state_dict(state, strict=True)
 
 
+def _with_batch_counters(state: dict, module: nn.Module) -> dict:
+    """A state_dict saved before PyTorch 0.4.1 (the official StarGAN release among them) has no
+    norm layers' `num_batches_tracked`; torch loads such files by starting the counters at 0, and
+    so does this (StarGAN's instance norm never reads them). Every other key stays strict."""
+    counters = [k for k in module.state_dict() if k.endswith(".num_batches_tracked") and k not in state]
+    return {**state, **{k: torch.tensor(0, dtype=torch.long) for k in counters}} if counters else state
+
+
 def _generator_shape(state: dict, path: Path) -> dict[str, int]:
     """conv_dim, c_dim and repeat_num read off a generator state_dict, so that a checkpoint
     describes itself and cannot be paired with a wrong architecture setting."""
@@ -296,7 +313,7 @@ def load_stargan(path: str | Path, attributes: Sequence[str] = DEFAULT_ATTRIBUTE
         raise ValueError(f"{path} was trained on {shape['c_dim']} attributes, but {len(attributes)} were "
                          f"given: {list(attributes)}")
     generator = StarGANGenerator(**shape)
-    _load_strict(generator, state, path, f"StarGAN generator {shape}")
+    _load_strict(generator, _with_batch_counters(state, generator), path, f"StarGAN generator {shape}")
     log.info("loaded StarGAN generator %s from %s", shape, path)
     return StarGANFaceGenerator(generator, attributes, image_size).to(device)
 

@@ -10,6 +10,11 @@ cheap step. The crop rule is chosen so that crops are never distorted:
 The reference systems clip the square at the frame border instead, which yields a non-square region
 that the final resize stretches; a detector could then learn border distortion as a cue. Shifting
 keeps every crop square, at the cost of the face being off-centre near borders.
+
+Pre-aligned datasets (CelebA's `img_align_celeba`) are cropped as the models trained on them
+expect instead (`mode: center`): StarGAN's preprocessing, the central `center_size` square
+(torchvision's `CenterCrop(178)`, its rounding) resized to the crop size. The detection still
+decides which images hold a face and gives the landmarks the later stages read.
 """
 
 from __future__ import annotations
@@ -29,6 +34,8 @@ from robust_deepfake.paths import item_path
 
 log = logging.getLogger(__name__)
 
+CROP_MODES = ("mtcnn", "center")
+
 
 def square_box(box: Sequence[float], margin: float, frame_w: int, frame_h: int) -> tuple[int, int, int, int]:
     """The square crop region (x1, y1, x2, y2) in frame pixels, x2/y2 exclusive, for the rule in
@@ -43,15 +50,34 @@ def square_box(box: Sequence[float], margin: float, frame_w: int, frame_h: int) 
     return left, top, left + side_px, top + side_px
 
 
+def center_box(side: int, frame_w: int, frame_h: int) -> tuple[int, int, int, int]:
+    """The central side x side square (x1, y1, x2, y2), capped at the shorter frame side, placed
+    as torchvision's CenterCrop places it, so crops match what StarGAN's official loader fed it."""
+    side = min(side, frame_w, frame_h)
+    left = int(round((frame_w - side) / 2.0))
+    top = int(round((frame_h - side) / 2.0))
+    return left, top, left + side, top + side
+
+
+def crop_region(mode: str, box: Sequence[float], margin: float, center_size: int, frame_w: int,
+                frame_h: int) -> tuple[int, int, int, int]:
+    """The square a crop is cut from: around the detected box (`mtcnn`) or the image's centre
+    (`center`, for pre-aligned datasets); module docstring."""
+    if mode not in CROP_MODES:
+        raise ValueError(f"unknown crop mode {mode!r}; known: {CROP_MODES}")
+    return center_box(center_size, frame_w, frame_h) if mode == "center" else square_box(box, margin, frame_w, frame_h)
+
+
 def crop_face(image_bgr: np.ndarray, box: Sequence[float], landmarks: Sequence[float], margin: float,
-              size: int) -> tuple[np.ndarray, tuple[int, int, int, int], np.ndarray]:
-    """Cut the square around `box` and resize it to size x size; return the crop, its square in
-    frame pixels and the 5 landmarks in crop pixels (flat x, y pairs, float32).
+              size: int, mode: str = "mtcnn",
+              center_size: int = 178) -> tuple[np.ndarray, tuple[int, int, int, int], np.ndarray]:
+    """Cut the crop's square (`crop_region`) and resize it to size x size; return the crop, its
+    square in frame pixels and the 5 landmarks in crop pixels (flat x, y pairs, float32).
 
     INTER_AREA when shrinking avoids aliasing; INTER_CUBIC when enlarging keeps edges sharper than
     bilinear. Landmarks use continuous coordinates: the square [x1, x2) maps onto [0, size)."""
     frame_h, frame_w = image_bgr.shape[:2]
-    cx1, cy1, cx2, cy2 = square_box(box, margin, frame_w, frame_h)
+    cx1, cy1, cx2, cy2 = crop_region(mode, box, margin, center_size, frame_w, frame_h)
     region = image_bgr[cy1:cy2, cx1:cx2]
     side = cx2 - cx1
     if side == size:
@@ -66,7 +92,7 @@ def crop_face(image_bgr: np.ndarray, box: Sequence[float], landmarks: Sequence[f
 
 
 def crop_faces(detections: pd.DataFrame, out_dir: Path, margin: float, size: int,
-               image_format: str) -> pd.DataFrame:
+               image_format: str, mode: str = "mtcnn", center_size: int = 178) -> pd.DataFrame:
     """Write a crop for every row with a face and add crop_box, crop_landmarks and face_path.
 
     Rows without a face pass through with null crop columns. A frame that can no longer be read
@@ -89,7 +115,7 @@ def crop_faces(detections: pd.DataFrame, out_dir: Path, margin: float, size: int
             errors[i] = f"unreadable frame image {frame_path}"
             log.warning("%s: %s", out.at[i, "media_id"], errors[i])
             continue
-        crop, box, points = crop_face(image, out.at[i, "box"], out.at[i, "landmarks"], margin, size)
+        crop, box, points = crop_face(image, out.at[i, "box"], out.at[i, "landmarks"], margin, size, mode, center_size)
         path = item_path(out_dir, out.at[i, "media_id"], out.at[i, "frame_idx"], image_format)
         write_image(path, crop)
         crop_boxes[i] = np.asarray(box, dtype=np.int32)

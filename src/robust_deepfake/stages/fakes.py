@@ -25,7 +25,7 @@ from robust_deepfake.tensors import bgr_to_signed, signed_to_rgb
 from robust_deepfake.generators.landmark_swap import LandmarkSwapGenerator
 from robust_deepfake.paths import item_path
 from robust_deepfake.registry import GENERATORS
-from robust_deepfake.generators.base import FaceGenerator
+from robust_deepfake.generators.base import FaceGenerator, for_faces
 from robust_deepfake.generators.faceswap_ae import blend_swap
 from robust_deepfake.seeding import item_seed
 
@@ -80,7 +80,7 @@ def _model_fakes(generator: FaceGenerator, name: str, reals: pd.DataFrame, plan:
         rows = reals.iloc[batch["real_index"].to_numpy()]
         crops = [read_image(p) for p in rows["image_path"]]
         with torch.no_grad():
-            out = generator.generate(bgr_to_signed(crops, device), batch["condition"].iloc[0]).cpu()
+            out = for_faces(generator, rows).generate(bgr_to_signed(crops, device), batch["condition"].iloc[0]).cpu()
         for j, (plan_index, crop) in enumerate(zip(batch.index, crops)):
             if name == "faceswap_ae":
                 fake = blend_swap(crop, out[j], rows["crop_landmarks"].iloc[j])

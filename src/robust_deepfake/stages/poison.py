@@ -32,7 +32,7 @@ from robust_deepfake.atomic import atomic_path, write_image
 from robust_deepfake.attacks.disruption import (DISRUPTION_METRICS, PERTURBATION_METRICS, disruption_loss,
                                                 generator_outputs, image_measures, summarise)
 from robust_deepfake.attacks.linf import run_attack
-from robust_deepfake.generators.base import FaceGenerator
+from robust_deepfake.generators.base import FaceGenerator, for_faces
 from robust_deepfake.images import read_images
 from robust_deepfake.tensors import bgr_to_signed
 from robust_deepfake.manifest import require_columns
@@ -97,15 +97,16 @@ def poison_faces(rows: pd.DataFrame, mask, generator: FaceGenerator, attack: str
         idx = todo[start:start + batch_size]
         clean_u8 = read_images(out.loc[idx, "face_path"].tolist())
         clean = bgr_to_signed(clean_u8, device)
+        target = for_faces(generator, out.loc[idx])
         with torch.no_grad():
-            clean_outputs = generator_outputs(generator, clean)
-        x_adv = run_attack(attack, clean, lambda x: disruption_loss(generator, x, clean_outputs, loss_kind),
+            clean_outputs = generator_outputs(target, clean)
+        x_adv = run_attack(attack, clean, lambda x: disruption_loss(target, x, clean_outputs, loss_kind),
                            epsilon, steps, step_size, rng).x_adv
         paths = [item_path(out_dir, out.at[i, "media_id"], out.at[i, "frame_idx"], image_format) for i in idx]
         written = [write_encoded(path, quantise(c, a, epsilon)) for path, c, a in zip(paths, clean_u8, x_adv)]
         poisoned = bgr_to_signed(np.stack(written), device)
         with torch.no_grad():
-            poisoned_outputs = generator_outputs(generator, poisoned)
+            poisoned_outputs = generator_outputs(target, poisoned)
         metrics.loc[idx] = image_measures(clean, poisoned, clean_outputs, poisoned_outputs)[metrics.columns].to_numpy()
         poisoned_paths[idx] = [str(path) for path in paths]
         if grid_path is not None and start == 0:
