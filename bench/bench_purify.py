@@ -81,13 +81,13 @@ def time_run(label: str, name: str, settings: dict, faces: torch.Tensor, unet, s
     def run_all():
         outs, evals = [], 0
         for start in range(0, len(faces), batch_size):
-            out, info = purify(name, faces[start:start + batch_size], settings, unet=unet, scheduler=scheduler,
+            out, info = purify(name, faces[start:start + batch_size], settings, model={"unet": unet, "scheduler": scheduler},
                                rng=torch.Generator().manual_seed(start))
             outs.append(out)
             evals = info["unet_evals"]
         return torch.cat(outs), evals
 
-    purify(name, faces[:1], settings, unet=unet, scheduler=scheduler, rng=torch.Generator().manual_seed(0))
+    purify(name, faces[:1], settings, model={"unet": unet, "scheduler": scheduler}, rng=torch.Generator().manual_seed(0))
     start = time.perf_counter()
     purified, evals = run_all()
     seconds = time.perf_counter() - start

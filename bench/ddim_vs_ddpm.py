@@ -34,7 +34,7 @@ REPO = Path(__file__).resolve().parents[1]
 def run(label: str, settings: dict, faces, rows, clean, unet, scheduler, seed: int) -> dict:
     started = time.perf_counter()
     with torch.no_grad():
-        purified, info = purify("diffpure", faces, settings, unet, scheduler, face_rngs(seed, rows))
+        purified, info = purify("diffpure", faces, settings, {"unet": unet, "scheduler": scheduler}, face_rngs(seed, rows))
     seconds = time.perf_counter() - started
     quality = summarise_purification(purification_table(clean, purified))
     return {"reverse process": label, "unet_evals": info["unet_evals"], "s_per_face": round(seconds / len(faces), 3),

@@ -17,7 +17,7 @@ from robust_deepfake.config import validate_config
 from robust_deepfake.fingerprint import script_fingerprint
 from robust_deepfake.stages.ingest import listing_fingerprint, options_from_config
 from robust_deepfake.manifest import shard_digests, shard_name
-from robust_deepfake.registry import (DEFENCES, DIFFUSION_PURIFIERS, POISON_ATTACKS, PURIFIER_CONFIG_KEYS,
+from robust_deepfake.registry import (ADAPTIVE_ATTACKS, DEFENCES, POISON_ATTACKS, PURIFIER_CONFIG_KEYS,
                                       TRAINED_GENERATORS, TRAINING_MODES)
 
 validate_config(config, schema_path=workflow.source_path("../config/config.schema.json"))
@@ -184,8 +184,45 @@ def reject_settings(wildcards):
     return {"rule": chosen, "value": config["purify"][key]}
 
 
-def purify_ddpm_model(wildcards):
-    return [f"{RESULTS}/defences/ddpm/model/unet"] if wildcards.defence in DIFFUSION_PURIFIERS else []
+PURIFIER_MODEL_PATHS = {  # registry.PURIFIER_MODELS -> the training rule's output a purify job reads
+    "ddpm": f"{RESULTS}/defences/ddpm/model/unet",
+    "magnet": f"{RESULTS}/defences/magnet/{{defence}}/model.pt",
+}
+
+
+def purifier_model(wildcards):
+    """The trained model this defence purifies with (the DDPM, its MagNet autoencoder), or none."""
+    kind = DEFENCES[wildcards.defence].model
+    return [PURIFIER_MODEL_PATHS[kind].format(defence=wildcards.defence)] if kind else []
+
+
+def poisoned_manifest(wildcards):
+    """The poisoned split B a defence receives: the attack's one poisoning, or for an adaptive
+    attack the poisoning crafted against this very defence (`poisoned/<attack>/<rate>/against/<defence>/`)."""
+    if wildcards.attack in ADAPTIVE_ATTACKS:
+        return f"{RESULTS}/poisoned/{wildcards.attack}/{wildcards.rate}/against/{wildcards.defence}/manifest.parquet"
+    return f"{RESULTS}/poisoned/{wildcards.attack}/{wildcards.rate}/manifest.parquet"
+
+
+def adaptive_target_model(wildcards):
+    """The generator an adaptive attacker optimises through: the one the defence's fakes come
+    from (the adversarially trained face swap for the defences that use it), else the attacked one."""
+    if DEFENCES[wildcards.defence].adversarial_generator:
+        return f"{RESULTS}/defences/adv_generator/model.pt"
+    return poison_target_model()
+
+
+def poisoning_summaries():
+    """Every poisoning scenario's summary.tsv: one per attack and rate, one per defence as well for
+    the adaptive attacks."""
+    return [path for attack, rate in poisoning_scenarios() for path in (
+        expand(f"{RESULTS}/poisoned/{attack}/{rate}/against/{{defence}}/summary.tsv", defence=DEFENCE_AXIS)
+        if attack in ADAPTIVE_ATTACKS else [f"{RESULTS}/poisoned/{attack}/{rate}/summary.tsv"])]
+
+
+def poisoning_scenarios():
+    """(attack, rate) of every poisoning scenario, the clean one once."""
+    return list(dict.fromkeys((scenario_attack(attack, rate), rate) for attack in ATTACKS for rate in RATES))
 
 
 def scenario_attack(attack, rate):
@@ -195,8 +232,8 @@ def scenario_attack(attack, rate):
 def poisoning_paths(pattern, **wildcards):
     """`pattern` expanded over the poisoning scenarios (attack x poison rate, the clean one once)
     and the other `wildcards` lists."""
-    pairs = dict.fromkeys((scenario_attack(attack, rate), rate) for attack in ATTACKS for rate in RATES)
-    return [path for attack, rate in pairs for path in expand(pattern, attack=attack, rate=rate, **wildcards)]
+    return [path for attack, rate in poisoning_scenarios() for path in expand(pattern, attack=attack, rate=rate,
+                                                                                 **wildcards)]
 
 
 def attack_outputs():

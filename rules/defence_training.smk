@@ -51,3 +51,31 @@ rule train_adv_generator:
         "../envs/torch.yaml"
     script:
         "../workflow_scripts/train_adv_generator.py"
+
+
+rule train_magnet:
+    """One of MagNet's denoising autoencoders (defensive_model_1 / _2), trained on split A's clean
+    real faces with Gaussian noise (or a configured file of this pipeline)."""
+    input:
+        faces=f"{RESULTS}/split/A.parquet",
+    output:
+        model=f"{RESULTS}/defences/magnet/{{defence}}/model.pt",
+        history=f"{RESULTS}/defences/magnet/{{defence}}/history.parquet",
+    params:
+        settings=lambda wildcards: {key: value for key, value in config["magnet"].items() if key != "checkpoint"},
+        checkpoint=lambda wildcards: (config["magnet"]["checkpoint"] or {}).get(wildcards.defence),
+        calibration_identities=config["purify"]["calibration_identities"],
+        seed=config["seed"],
+        device=config["device"],
+        code=script_code("train_magnet.py"),
+    threads: 1
+    resources:
+        gpu=GPU_PER_JOB,
+    log:
+        f"{LOGS}/train_magnet/{{defence}}.log",
+    benchmark:
+        f"{BENCHMARKS}/train_magnet/{{defence}}.tsv"
+    conda:
+        "../envs/torch.yaml"
+    script:
+        "../workflow_scripts/train_magnet.py"

@@ -1,5 +1,24 @@
+# the params both poisoning rules pass to workflow_scripts/poison.py
+POISON_PARAMS = dict(
+    rate=lambda wildcards: float(wildcards.rate),
+    generator=config["poison"]["generator"],
+    generator_settings=config[config["poison"]["generator"]],
+    threat=config["poison"]["threat"],
+    epsilon=config["poison"]["epsilon"],
+    steps=config["poison"]["steps"],
+    step_size=config["poison"]["step_size"],
+    loss=config["poison"]["loss"],
+    batch_size=config["poison"]["batch_size"],
+    seed=config["seed"],
+    device=config["device"],
+    code=script_code("poison.py"),
+)
+
+
 rule poison:
     """Disrupt a poison_rate share of split B's real media with an attack on the targeted generator."""
+    wildcard_constraints:
+        attack="|".join([a for a in [*POISON_ATTACKS, CLEAN_ATTACK] if a not in ADAPTIVE_ATTACKS]),
     input:
         part=f"{RESULTS}/split/B.parquet",
         model=poison_target_model(),
@@ -9,18 +28,7 @@ rule poison:
         summary=f"{RESULTS}/poisoned/{{attack}}/{{rate}}/summary.tsv",
         grid=f"{RESULTS}/poisoned/{{attack}}/{{rate}}/grid.png",
     params:
-        rate=lambda wildcards: float(wildcards.rate),
-        generator=config["poison"]["generator"],
-        generator_settings=config[config["poison"]["generator"]],
-        threat=config["poison"]["threat"],
-        epsilon=config["poison"]["epsilon"],
-        steps=config["poison"]["steps"],
-        step_size=config["poison"]["step_size"],
-        loss=config["poison"]["loss"],
-        batch_size=config["poison"]["batch_size"],
-        seed=config["seed"],
-        device=config["device"],
-        code=script_code("poison.py"),
+        **POISON_PARAMS,
     threads: 1
     resources:
         gpu=GPU_PER_JOB,
@@ -34,10 +42,43 @@ rule poison:
         "../workflow_scripts/poison.py"
 
 
+rule poison_adaptive:
+    """The same poisoning by an attacker who knows the defence: optimised through its purifier
+    (EOT, straight-through gradients where it is not differentiable) against the generator that
+    defence's fakes come from; one poisoned split B per defence."""
+    wildcard_constraints:
+        attack="|".join(ADAPTIVE_ATTACKS),
+    input:
+        part=f"{RESULTS}/split/B.parquet",
+        model=adaptive_target_model,
+        purifier_model=purifier_model,
+    output:
+        manifest=f"{RESULTS}/poisoned/{{attack}}/{{rate}}/against/{{defence}}/manifest.parquet",
+        crops=directory(f"{RESULTS}/poisoned/{{attack}}/{{rate}}/against/{{defence}}/crops"),
+        summary=f"{RESULTS}/poisoned/{{attack}}/{{rate}}/against/{{defence}}/summary.tsv",
+        grid=f"{RESULTS}/poisoned/{{attack}}/{{rate}}/against/{{defence}}/grid.png",
+    params:
+        **POISON_PARAMS,
+        purifier_config=purifier_config,
+        # a deterministic purifier gives the same draw every time: one sample, and no rerun when it changes
+        eot_samples=lambda wildcards: config["poison"]["eot_samples"] if DEFENCES[wildcards.defence].diffusion else 1,
+    threads: 1
+    resources:
+        gpu=GPU_PER_JOB,
+    log:
+        f"{LOGS}/poison/{{attack}}_{{rate}}_against_{{defence}}.log",
+    benchmark:
+        f"{BENCHMARKS}/poison/{{attack}}_{{rate}}_against_{{defence}}.tsv"
+    conda:
+        "../envs/torch.yaml"
+    script:
+        "../workflow_scripts/poison.py"
+
+
 rule summarise_poisoning:
     """One table of every poisoning scenario: perturbation size and disruption (prop_dist)."""
     input:
-        poisoning_paths(f"{RESULTS}/poisoned/{{attack}}/{{rate}}/summary.tsv"),
+        poisoning_summaries(),
     output:
         f"{RESULTS}/poisoned/summary.tsv",
     params:

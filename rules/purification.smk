@@ -1,10 +1,10 @@
 rule purify:
     """Purify every real face of split B as the attacker left it; drop what cannot be repaired."""
     input:
-        reals=f"{RESULTS}/poisoned/{{attack}}/{{rate}}/manifest.parquet",
+        reals=poisoned_manifest,
         calibration=f"{RESULTS}/split/A.parquet",
         generator=purify_generator_model,
-        ddpm=purify_ddpm_model,
+        purifier_model=purifier_model,
     output:
         manifest=f"{RESULTS}/purified/{{attack}}/{{rate}}/{{defence}}/manifest.parquet",
         crops=directory(f"{RESULTS}/purified/{{attack}}/{{rate}}/{{defence}}/crops"),

@@ -19,7 +19,7 @@ def test_default_config_is_valid():
     assert cfg["split"]["fractions"] == {"A": 0.7, "B": 0.2, "C": 0.1}
 
 
-@pytest.mark.parametrize("layer", ["smoke.yaml", "study.yaml"])
+@pytest.mark.parametrize("layer", ["smoke.yaml", "study.yaml", "defences.yaml"])
 def test_config_layers_are_valid_over_the_default(layer):
     """The layers are used as `--configfile config/config.yaml config/<layer>`: Snakemake merges
     nested keys, so validate exactly that merge."""

@@ -32,13 +32,16 @@ def test_every_rule_fingerprints_its_own_script():
     for smk in sorted((REPO / "rules").glob("*.smk")):
         for body in re.split(r"(?m)^(?=(?:rule|checkpoint) )", smk.read_text())[1:]:
             script = re.search(r'script:\s*\n\s*"\.\./workflow_scripts/(\w+\.py)"', body)
-            if script and "**fake_generation_params()" not in body:  # those params: below
+            shared = "**fake_generation_params()" in body or "**POISON_PARAMS" in body  # those params: below
+            if script and not shared:
                 code = re.search(r"code=(.+),\n", body)
                 assert code, f"{smk.name}: rule {body.split(':')[0]} has no code param"
                 assert code.group(1) == f'script_code("{script.group(1)}")', (smk.name, body.split(":")[0])
                 checked += 1
     fake_params = (REPO / "rules" / "common.smk").read_text()
     assert 'code=script_code("generate_fakes.py")' in fake_params  # both fake rules take their params here
+    poison_params = (REPO / "rules" / "poison.smk").read_text().split("POISON_PARAMS = dict(", 1)[1].split("\n)", 1)[0]
+    assert 'code=script_code("poison.py")' in poison_params  # both poisoning rules take theirs here
     assert checked >= 18
 
 

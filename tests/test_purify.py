@@ -13,6 +13,7 @@ import torch
 from diffusers import DDIMScheduler, DDPMScheduler, UNet2DModel
 from diffusers.utils.torch_utils import randn_tensor
 
+from robust_deepfake.defences.magnet import STRUCTURES, MagNetAutoencoder
 from robust_deepfake.defences.purifiers import (PURIFIERS, bit_depth, ddpm_reverse, diffpure, gaussian_blur, jpeg,
                                                 median, none, purifier_settings, purify, resize_images,
                                                 settings_from_config, t_star_step)
@@ -169,6 +170,9 @@ SETTINGS = {
     "bit_depth": {"bits": 3},
     "diffpure": {"t_star": 0.01, "sampler": "ddim", "ddim_steps": 3},
     "ddpm_reverse": {"start_step": 3},
+    "both": {"t_star": 0.01, "sampler": "ddim", "ddim_steps": 3},
+    "defensive_model_1": {},
+    "defensive_model_2": {},
 }
 
 
@@ -176,7 +180,10 @@ SETTINGS = {
 def test_every_purifier_keeps_shape_dtype_and_range(unet, scheduler, name):
     x = images(size=24)
     x[0, 0, 0, 0], x[0, 1, 0, 0] = 1.0, -1.0
-    out, info = purify(name, x, SETTINGS[name], unet=unet, scheduler=scheduler, rng=seeded(0))
+    model = {"unet": unet, "scheduler": scheduler,
+             "autoencoder": MagNetAutoencoder(name if name in STRUCTURES else "defensive_model_1").eval()}
+    with torch.no_grad():
+        out, info = purify(name, x, SETTINGS[name], model=model, rng=seeded(0))
     assert out.shape == x.shape and out.dtype == x.dtype and out.device == x.device
     assert torch.isfinite(out).all() and out.min() >= -1 and out.max() <= 1
     assert isinstance(info["unet_evals"], int)
@@ -185,10 +192,12 @@ def test_every_purifier_keeps_shape_dtype_and_range(unet, scheduler, name):
 
 def test_purify_says_what_is_missing_or_wrong():
     x = images()
-    with pytest.raises(ValueError, match="needs a diffusion model"):
+    with pytest.raises(ValueError, match=r"'diffpure' needs its trained model \(unet, scheduler\)"):
         purify("diffpure", x, {"t_star": 10})
+    with pytest.raises(ValueError, match=r"'defensive_model_2' needs its trained model \(autoencoder\)"):
+        purify("defensive_model_2", x, {}, model={"unet": object()})
     with pytest.raises(ValueError, match="seeded torch.Generator"):
-        purify("ddpm_reverse", x, {}, unet=object(), scheduler=object())
+        purify("ddpm_reverse", x, {}, model={"unet": object(), "scheduler": object()})
     with pytest.raises(ValueError, match="no setting"):
         purify("jpeg", x, {"qualty": 50})
     with pytest.raises(ValueError, match="unknown purifier"):

@@ -51,7 +51,7 @@ def test_purify_split_writes_measures_and_keeps_all_without_threshold(rows, tmp_
 
 
 def test_none_needs_no_threshold_and_changes_nothing(rows, tmp_path):
-    assert calibration_threshold("none", torch.zeros(2, 3, 8, 8), rows.iloc[:2], {}, "quantile", 0.05, 0, 2, None,
+    assert calibration_threshold("none", torch.zeros(2, 3, 8, 8), rows.iloc[:2], {}, "quantile", 0.05, 0, 2,
                                  None) is None
     out, _ = purify_split(rows, "none", {}, tmp_path, seed=0, batch_size=4, threshold=None)
     assert (out["pur_distance"] == 0).all()
@@ -73,9 +73,9 @@ def test_diffpure_stage_is_seeded_per_face(rows, tmp_path):
     unet, scheduler = build_unet(config).eval(), build_scheduler(config)
     settings = {"t_star": 0.1, "sampler": "ddim", "ddim_steps": 2}
     a, cost = purify_split(rows, "diffpure", settings, tmp_path / "a", seed=3, batch_size=4, threshold=None,
-                           unet=unet, scheduler=scheduler)
+                           model={"unet": unet, "scheduler": scheduler})
     b, _ = purify_split(rows.iloc[::-1], "diffpure", settings, tmp_path / "b", seed=3, batch_size=1, threshold=None,
-                        unet=unet, scheduler=scheduler)
+                        model={"unet": unet, "scheduler": scheduler})
     np.testing.assert_array_equal(read_images(a["purified_path"].tolist()),
                                   read_images(b["purified_path"].tolist()[::-1]))  # batch and order free
     assert cost["unet_evals"] == 2

@@ -92,7 +92,10 @@ def test_every_name_in_the_registry_has_its_implementation_and_no_more():
     from robust_deepfake.detectors.network import FAMILIES as DETECTOR_BUILDERS
     from robust_deepfake.generators.loading import FAMILIES as GENERATOR_FAMILIES
 
-    assert set(ATTACKS) == set(registry.POISON_ATTACKS) >= set(registry.EVASION_ATTACKS)
+    # a poisoning attack runs an attacks.linf attack of its own name, or the one it names (adaptive ones)
+    assert {registry.linf_attack(name) for name in registry.POISON_ATTACKS} == set(ATTACKS)
+    assert set(ATTACKS) >= set(registry.EVASION_ATTACKS)
+    assert set(registry.ADAPTIVE_ATTACKS) == {"adaptive_pgd"}
     assert set(PURIFIERS) == set(registry.PURIFIERS)
     assert set(GENERATOR_FAMILIES) == set(registry.TRAINED_GENERATORS)
     assert set(DETECTOR_BUILDERS) == set(registry.DETECTOR_FAMILIES)

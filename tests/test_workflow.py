@@ -417,3 +417,46 @@ def test_a_grey_box_surrogate_is_trained_even_when_the_attacked_model_is_a_check
     assert (surrogate / "model.pt").read_bytes() != checkpoint.read_bytes()
     assert pd.read_parquet(surrogate / "history.parquet")["step"].max() == TRAINED[
         "generators/faceswap_ae/main/model.pt"][2]  # trained, all the smoke's steps
+
+
+def test_the_magnet_and_both_defences_run_through_the_workflow(demo_run, tmp_path):
+    """Added to the defence axis, MagNet's autoencoder is trained on A and purifies B, and `both`
+    purifies with DiffPure and makes the face swap's fakes with the adversarially trained face
+    swap; nothing the other defences made reruns."""
+    work = tmp_path / "copy"
+    shutil.copytree(demo_run, work, symlinks=True)
+    results = Path("results") / "smoke"
+    targets = [str(results / "purified" / "pgd" / "0.5" / "defensive_model_2" / "summary.tsv"),
+               str(results / "fakes" / "faceswap_ae" / "pgd" / "0.5" / "both" / "manifest.parquet")]
+    extra = ["--config", "defences=[none, diffpure, adv_generator, defensive_model_2, both]"]
+    assert planned_jobs(work, *targets, *extra) == {"train_magnet": 1, "purify": 2, "generate_fakes": 1}
+    snakemake(work, "--cores", "2", *targets, *extra)
+    magnet = pd.read_csv(work / targets[0], sep="\t").iloc[0]
+    assert magnet["defence"] == "defensive_model_2" and magnet["prop_dist_purified"] <= magnet["prop_dist_poisoned"]
+    assert (work / results / "defences" / "magnet" / "defensive_model_2" / "model.pt").is_file()
+    both = read_manifest(work / results / "purified" / "pgd" / "0.5" / "both" / "manifest.parquet")
+    assert (both["defence"] == "both").all() and both["purified_path"].notna().all()
+    # both's measures and fakes come from the adversarially trained face swap: retraining it makes them stale
+    assert planned_jobs(work, targets[1], "--forcerun", "train_adv_generator", *extra) == {
+        "train_adv_generator": 1, "purify": 1, "generate_fakes": 1}
+
+
+def test_an_adaptive_poison_is_crafted_against_each_defence_it_meets(demo_run, tmp_path):
+    """`adaptive_pgd` poisons split B once per defence, through that defence's purifier, and the
+    defence then purifies exactly that poisoning; the plain PGD's files are untouched."""
+    work = tmp_path / "copy"
+    shutil.copytree(demo_run, work, symlinks=True)
+    results = work / "results" / "smoke"
+    target = str(Path("results") / "smoke" / "purified" / "adaptive_pgd" / "0.5" / "diffpure" / "summary.tsv")
+    extra = ["--config", "poison={attacks: [pgd, adaptive_pgd]}"]
+    plain = (results / "poisoned" / "pgd" / "0.5" / "manifest.parquet").read_bytes()
+    assert planned_jobs(work, target, *extra) == {"poison_adaptive": 1, "purify": 1}
+    snakemake(work, "--cores", "2", target, *extra)
+    against = results / "poisoned" / "adaptive_pgd" / "0.5" / "against" / "diffpure"
+    poisoned = read_manifest(against / "manifest.parquet")
+    assert poisoned["poisoned"].any() and (poisoned.loc[poisoned["poisoned"], "attack"] == "adaptive_pgd").all()
+    assert pd.read_csv(against / "summary.tsv", sep="\t").iloc[0]["against"] == "diffpure"
+    purified = read_manifest(results / "purified" / "adaptive_pgd" / "0.5" / "diffpure" / "manifest.parquet")
+    assert purified["poisoned_path"].str.contains("/against/diffpure/").any()
+    assert "optimised through diffpure" in (work / "logs" / "smoke" / "poison" / "adaptive_pgd_0.5_against_diffpure.log").read_text()
+    assert (results / "poisoned" / "pgd" / "0.5" / "manifest.parquet").read_bytes() == plain

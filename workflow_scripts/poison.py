@@ -1,4 +1,5 @@
-"""Snakemake entry point of rule poison; the logic is robust_deepfake.stages.poison."""
+"""Snakemake entry point of rules poison and poison_adaptive (which adds the defence wildcard: the
+poison is then optimised through that defence); the logic is robust_deepfake.stages.poison."""
 
 from robust_deepfake.logs import log_to_file
 
@@ -9,6 +10,10 @@ from pathlib import Path  # noqa: E402
 import torch  # noqa: E402
 
 from robust_deepfake.atomic import atomic_path  # noqa: E402
+from robust_deepfake.attacks.adaptive import anticipated_purifier  # noqa: E402
+from robust_deepfake.defences.loading import load_purifier_model  # noqa: E402
+from robust_deepfake.defences.purifiers import settings_from_config  # noqa: E402
+from robust_deepfake.registry import DEFENCES  # noqa: E402
 from robust_deepfake.devices import resolve_device  # noqa: E402
 from robust_deepfake.generators.loading import load_generator  # noqa: E402
 from robust_deepfake.manifest import POISON_COLUMNS, read_manifest, write_manifest  # noqa: E402
@@ -30,13 +35,24 @@ log.info("%s at rate %g: %d of %d real faces (%d of %d media) of split B, %s att
          attack, p.rate, int(mask.sum()), len(reals), reals.loc[mask, "media_id"].nunique(), reals["media_id"].nunique(),
          p.threat, p.generator)
 generator = load_generator(p.generator, snakemake.input.model, p.generator_settings, device)
+through, eot_samples = None, 1
+defence = snakemake.wildcards.get("defence")
+if defence is not None:  # the adaptive attacker anticipates this defence's purification
+    purifier = defence if DEFENCES[defence].purifier else "none"
+    model = load_purifier_model(DEFENCES[defence].model, (snakemake.input.purifier_model or [None])[0], device)
+    through = anticipated_purifier(purifier, settings_from_config(purifier, p.purifier_config), model, p.seed)
+    eot_samples = p.eot_samples
+    log.info("adaptive: optimised through %s, %d purifier draws per step", defence, eot_samples)
 Path(snakemake.output.crops).mkdir(parents=True, exist_ok=True)  # a complete output also at rate 0
 poisoned = poison_faces(reals, mask, generator, attack, p.epsilon, p.steps, p.step_size, p.loss, p.batch_size,
-                        p.seed, snakemake.output.crops, device=device, grid_path=snakemake.output.grid)
+                        p.seed, snakemake.output.crops, device=device, grid_path=snakemake.output.grid,
+                        through=through, eot_samples=eot_samples)
 if not mask.any():
     blank_grid(snakemake.output.grid, f"no face poisoned at rate {p.rate:g}")
 write_manifest(poisoned, snakemake.output.manifest, columns=POISON_COLUMNS)
 summary = poisoning_summary(poisoned, attack, p.rate, p.threat, p.generator)
+if defence is not None:
+    summary.insert(1, "against", defence)
 with atomic_path(snakemake.output.summary) as tmp:
     summary.to_csv(tmp, sep="\t", index=False)
 log.info("summary:\n%s", summary.T.to_string())

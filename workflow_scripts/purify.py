@@ -4,20 +4,20 @@ from robust_deepfake.logs import log_to_file
 
 log = log_to_file(snakemake.log[0])
 
-from pathlib import Path  # noqa: E402
 
 import torch  # noqa: E402
 
 from robust_deepfake.atomic import atomic_path  # noqa: E402
 from robust_deepfake.attacks.disruption import DISRUPTION_METRICS, generator_disruption  # noqa: E402
 from robust_deepfake.defences.calibration import defence_faces  # noqa: E402
+from robust_deepfake.defences.loading import load_purifier_model  # noqa: E402
 from robust_deepfake.defences.purifiers import settings_from_config  # noqa: E402
 from robust_deepfake.devices import resolve_device  # noqa: E402
 from robust_deepfake.generators.loading import load_generator  # noqa: E402
 from robust_deepfake.images import read_images  # noqa: E402
 from robust_deepfake.tensors import bgr_to_signed  # noqa: E402
 from robust_deepfake.manifest import PURIFY_COLUMNS, read_manifest, write_manifest  # noqa: E402
-from robust_deepfake.registry import DEFENCES, DIFFUSION_PURIFIERS  # noqa: E402
+from robust_deepfake.registry import DEFENCES  # noqa: E402
 from robust_deepfake.seeding import seed_everything  # noqa: E402
 from robust_deepfake.stages.purification import calibration_threshold, purification_summary, purify_split  # noqa: E402
 
@@ -26,13 +26,10 @@ p, w = snakemake.params, snakemake.wildcards
 seed_everything(p.seed)
 device = resolve_device(p.device)
 # a defence that purifies nothing (the adversarially trained generator) passes the faces on as they are
-purifier = w.defence if DEFENCES[w.defence].purifier else "none"
+defence = DEFENCES[w.defence]
+purifier = w.defence if defence.purifier else "none"
 settings = settings_from_config(purifier, p.purifier_config)
-unet, scheduler = None, None
-if purifier in DIFFUSION_PURIFIERS:  # diffusers' import costs the other purifiers' jobs 5 s
-    from robust_deepfake.defences.ddpm import load_ddpm
-
-    unet, scheduler = load_ddpm(Path(snakemake.input.ddpm[0]).parent, device)  # <model>/unet
+model = load_purifier_model(defence.model, snakemake.input.purifier_model[0] if defence.model else None, device)
 
 # calibrated on split A's held-out people, whom the DDPM never saw (calibration.py); without any,
 # on the faces it trained on
@@ -40,13 +37,13 @@ trained_on, held_out = defence_faces(read_manifest(snakemake.input.calibration),
 calibration = held_out if len(held_out) else trained_on
 calibration = calibration.sample(n=min(p.calibration_faces, len(calibration)), random_state=p.seed).reset_index(drop=True)
 threshold = calibration_threshold(purifier, bgr_to_signed(read_images(calibration["face_path"].tolist())), calibration,
-                                  settings, p.reject["rule"], p.reject["value"], p.seed, p.batch_size, unet, scheduler)
+                                  settings, p.reject["rule"], p.reject["value"], p.seed, p.batch_size, model)
 log.info("reject threshold %s (%s rule, value %s) from %d clean faces of %d held-out identities of split A", threshold,
          p.reject["rule"], p.reject["value"], len(calibration), calibration["identity"].nunique())
 
 reals = read_manifest(snakemake.input.reals)
 purified, cost = purify_split(reals, purifier, settings, snakemake.output.crops, seed=p.seed,
-                              batch_size=p.batch_size, threshold=threshold, unet=unet, scheduler=scheduler)
+                              batch_size=p.batch_size, threshold=threshold, model=model)
 purified["defence"] = w.defence
 
 generator = load_generator(p.generator, snakemake.input.generator, p.generator_settings, device)

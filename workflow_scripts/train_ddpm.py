@@ -10,7 +10,7 @@ import torch  # noqa: E402
 
 from robust_deepfake.atomic import atomic_path  # noqa: E402
 from robust_deepfake.stages.defence_training import train_defense_ddpm  # noqa: E402
-from robust_deepfake.defences.calibration import defence_faces  # noqa: E402
+from robust_deepfake.defences.calibration import model_training_faces  # noqa: E402
 from robust_deepfake.manifest import read_manifest  # noqa: E402
 from robust_deepfake.seeding import seed_everything  # noqa: E402
 from robust_deepfake.checkpoints import training_state  # noqa: E402
@@ -18,10 +18,7 @@ from robust_deepfake.checkpoints import training_state  # noqa: E402
 torch.set_num_threads(snakemake.threads)
 p = snakemake.params
 seed_everything(p.seed)
-# the reject step's calibration identities stay out of the DDPM's training (calibration.py)
-faces, held_out = defence_faces(read_manifest(snakemake.input.faces), p.calibration_identities, p.seed)
-log.info("DDPM: %d faces of %d identities of split A; %d identities held out to calibrate the reject step",
-         len(faces), faces["identity"].nunique(), held_out["identity"].nunique())
+faces = model_training_faces(read_manifest(snakemake.input.faces), p.calibration_identities, p.seed, "DDPM")
 model_dir = Path(snakemake.output.unet).parent
 with training_state(model_dir.parent, p, snakemake.input) as work_dir:
     history = train_defense_ddpm(faces, p.settings, p.seed, model_dir, work_dir, p.device)

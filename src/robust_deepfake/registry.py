@@ -35,31 +35,51 @@ ATTACKABLE_GENERATORS = tuple(name for name, g in GENERATORS.items() if g.attack
 @dataclass(frozen=True)
 class Defence:
     """A value of the defence axis. A `purifier` transforms split B's real faces before fakes are
-    made (its settings come from the config's `purify` section: setting name -> config key); a
-    `diffusion` purifier needs the DDPM; `adversarial_generator` defences make the fakes with the
-    face swap adversarially trained against disruption instead. `generators` names the attacked
-    generators the defence works for (None: any), so the config check can refuse the others."""
+    made (its settings come from the config's `purify` section: setting name -> config key), with
+    the trained `model` it names, if any (`PURIFIER_MODELS`); `adversarial_generator` defences make
+    the fakes with the face swap adversarially trained against disruption (after purifying, when
+    both are set). `generators` names the attacked generators the defence works for (None: any),
+    so the config check can refuse the others."""
 
     what: str
     purifier: bool = True
-    diffusion: bool = False
+    model: str | None = None
     config_keys: dict[str, str] = field(default_factory=dict)
     adversarial_generator: bool = False
     generators: tuple[str, ...] | None = None
+    differentiable: bool = False  # torch gradients flow through its purifier (the adaptive attack uses them)
+
+    @property
+    def diffusion(self) -> bool:
+        return self.model == "ddpm"
+
+
+# the defenders' trained purification models (a Defence's `model`): name -> what it is
+PURIFIER_MODELS = {
+    "ddpm": "the diffusion model (diffusers UNet2DModel + DDPMScheduler) trained on split A",
+    "magnet": "MagNet's denoising autoencoders trained on split A with Gaussian noise",
+}
 
 
 DEFENCES = {
     "none": Defence("no defence"),
-    "diffpure": Defence("DiffPure: noise to t*, denoise back with the DDPM", diffusion=True,
+    "diffpure": Defence("DiffPure: noise to t*, denoise back with the DDPM", model="ddpm",
                         config_keys={"t_star": "t_star", "sampler": "sampler", "ddim_steps": "ddim_steps"}),
-    "ddpm_reverse": Defence("the reverse DDPM process run on the face itself", diffusion=True,
-                            config_keys={"start_step": "reverse_start"}),
+    "ddpm_reverse": Defence("the reverse DDPM process run on the face itself (the reference's `ddpm` mode)",
+                            model="ddpm", config_keys={"start_step": "reverse_start"}),
+    "defensive_model_1": Defence("MagNet's defensive model 1: a denoising autoencoder with a pooling bottleneck",
+                                 model="magnet", differentiable=True),
+    "defensive_model_2": Defence("MagNet's defensive model 2: a denoising autoencoder without pooling",
+                                 model="magnet", differentiable=True),
     "jpeg": Defence("JPEG re-compression", config_keys={"quality": "jpeg_quality"}),
     "gaussian_blur": Defence("Gaussian blur", config_keys={"sigma": "blur_sigma"}),
     "median": Defence("median filter", config_keys={"kernel": "median_kernel"}),
     "bit_depth": Defence("bit-depth reduction", config_keys={"bits": "bits"}),
     "adv_generator": Defence("the face swap fine-tuned on its own disrupted inputs; no purification",
                              purifier=False, adversarial_generator=True, generators=("faceswap_ae",)),
+    "both": Defence("the reference's `both`: DiffPure, then fakes from the adversarially trained face swap",
+                    model="ddpm", config_keys={"t_star": "t_star", "sampler": "sampler", "ddim_steps": "ddim_steps"},
+                    adversarial_generator=True, generators=("faceswap_ae",)),
 }
 PURIFIERS = tuple(name for name, d in DEFENCES.items() if d.purifier)
 DIFFUSION_PURIFIERS = tuple(name for name, d in DEFENCES.items() if d.diffusion)
@@ -75,14 +95,26 @@ class Attack:
 
     what: str
     starts_at_input: bool = False
+    adaptive: bool = False  # optimised through the defence it meets (attacks.adaptive): one poison per defence
+    algorithm: str | None = None  # the `attacks.linf` attack it runs, when not its own name
 
 
 POISON_ATTACKS = {
     "pgd": Attack("projected gradient descent from a random start"),
+    "adaptive_pgd": Attack("PGD through the defence it meets: EOT over the purifier's randomness, straight-through "
+                           "gradients where it is not differentiable", adaptive=True, algorithm="pgd"),
     "bim": Attack("basic iterative method (I-FGSM)", starts_at_input=True),
     "fgsm": Attack("one signed-gradient step", starts_at_input=True),
     "gaussian": Attack("Gaussian noise of the same L-inf size: the baseline"),
 }
+ADAPTIVE_ATTACKS = tuple(name for name, a in POISON_ATTACKS.items() if a.adaptive)
+
+
+def linf_attack(name: str) -> str:
+    """The `attacks.linf` attack that poisoning attack `name` runs."""
+    return POISON_ATTACKS[name].algorithm or name
+
+
 EVASION_ATTACKS = ("fgsm", "pgd")  # the evaluation's attacks on the detector
 TRAINING_MODES = ("plain", "fgsm", "pgd")  # detector training: plain, or adversarial with one of the above
 

@@ -12,9 +12,12 @@ has not seen, as B's clean faces are.
 from __future__ import annotations
 
 import hashlib
+import logging
 import math
 
 import pandas as pd
+
+log = logging.getLogger(__name__)
 
 
 def calibration_identities(part_a: pd.DataFrame, share: float, seed: int) -> list[str]:
@@ -33,3 +36,12 @@ def defence_faces(part_a: pd.DataFrame, share: float, seed: int) -> tuple[pd.Dat
     reals = part_a[(part_a["label"] == 0) & part_a["face_path"].notna()]
     held_out = reals["identity"].astype(str).isin(calibration_identities(part_a, share, seed))
     return reals[~held_out].reset_index(drop=True), reals[held_out].reset_index(drop=True)
+
+
+def model_training_faces(part_a: pd.DataFrame, share: float, seed: int, what: str) -> pd.DataFrame:
+    """The faces a defence model (`what`: the DDPM, a MagNet autoencoder) trains on: split A's but
+    those of the calibration identities, which it must never see."""
+    faces, held_out = defence_faces(part_a, share, seed)
+    log.info("%s: %d faces of %d identities of split A; %d identities held out to calibrate the reject step",
+             what, len(faces), faces["identity"].nunique(), held_out["identity"].nunique())
+    return faces

@@ -53,7 +53,7 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from robust_deepfake.tensors import bgr_to_signed, signed_to_bgr
-from robust_deepfake.registry import DIFFUSION_PURIFIERS, PURIFIER_CONFIG_KEYS
+from robust_deepfake.registry import PURIFIER_CONFIG_KEYS
 
 if TYPE_CHECKING:  # diffusers costs ~5 s at import and only the diffusion purifiers need it
     from diffusers import DDPMScheduler, UNet2DModel
@@ -63,7 +63,9 @@ log = logging.getLogger(__name__)
 RNG = torch.Generator | Sequence[torch.Generator]
 Info = dict[str, Any]
 SAMPLERS = ("ddpm", "ddim")
-_MODEL_ARGUMENTS = {"images", "unet", "scheduler", "rng"}
+# what a purifier takes besides its settings: the images, its trained model's parts, its RNG
+MODEL_PARTS = ("unet", "scheduler", "autoencoder")
+_MODEL_ARGUMENTS = {"images", "rng", *MODEL_PARTS}
 
 
 # --- diffusion purifiers --------------------------------------------------------------------------
@@ -243,6 +245,15 @@ def bit_depth(images: torch.Tensor, bits: int = 4) -> tuple[torch.Tensor, Info]:
     return _per_uint8_image(images, squeeze), {"unet_evals": 0}
 
 
+# --- a trained reformer -------------------------------------------------------------------------
+
+def magnet(images: torch.Tensor, autoencoder: torch.nn.Module) -> tuple[torch.Tensor, Info]:
+    """MagNet's reformer (`defences.magnet`): one pass of the denoising autoencoder trained on
+    split A's clean faces, which pulls a face towards the faces it learnt."""
+    device = next(autoencoder.parameters()).device
+    return autoencoder(images.to(device)).to(images).clamp(-1, 1), {"unet_evals": 0}
+
+
 def _per_uint8_image(images: torch.Tensor, operation: Callable[[np.ndarray], np.ndarray]) -> torch.Tensor:
     """Apply an OpenCV/numpy operation to each face as 8-bit BGR (the channel order OpenCV's JPEG
     codec assumes) and return RGB in [-1, 1] with the input's dtype and device."""
@@ -260,6 +271,9 @@ PURIFIERS: dict[str, Callable[..., tuple[torch.Tensor, Info]]] = {
     "bit_depth": bit_depth,
     "diffpure": diffpure,
     "ddpm_reverse": ddpm_reverse,
+    "defensive_model_1": magnet,
+    "defensive_model_2": magnet,
+    "both": diffpure,  # the reference's `both`: DiffPure here, the adversarially trained face swap after it
 }
 
 
@@ -282,20 +296,24 @@ def settings_from_config(name: str, purify_config: Mapping[str, Any]) -> dict[st
     return settings
 
 
-def purify(name: str, images: torch.Tensor, settings: Mapping[str, Any], unet: UNet2DModel | None = None,
-           scheduler: DDPMScheduler | None = None, rng: RNG | None = None) -> tuple[torch.Tensor, Info]:
+def purify(name: str, images: torch.Tensor, settings: Mapping[str, Any], model: Mapping[str, Any] | None = None,
+           rng: RNG | None = None) -> tuple[torch.Tensor, Info]:
     """Run purifier `name` with its `settings` (e.g. {"quality": 75} for jpeg, {"t_star": 0.3,
-    "sampler": "ddim", "ddim_steps": 30} for diffpure). Diffusion purifiers need the UNet, its
-    scheduler and a seeded RNG, and say so when one is missing."""
+    "sampler": "ddim", "ddim_steps": 30} for diffpure). A purifier with a trained model takes its
+    parts from `model` ({"unet", "scheduler"} for the diffusion purifiers, {"autoencoder"} for
+    MagNet's, as `defences.models.load_purifier_model` gives them); the random ones a seeded RNG.
+    What is missing is said, not guessed."""
     allowed = purifier_settings(name)
     unknown = sorted(set(settings) - set(allowed))
     if unknown:
         raise ValueError(f"purifier {name!r} has no setting(s) {unknown}; it takes {allowed}")
-    if name not in DIFFUSION_PURIFIERS:
-        return PURIFIERS[name](images, **settings)
-    if unet is None or scheduler is None:
-        raise ValueError(f"purifier {name!r} needs a diffusion model (unet and scheduler), but none was given: "
-                         f"train or configure the DDPM purifier first")
-    if rng is None:
+    takes = inspect.signature(PURIFIERS[name]).parameters
+    parts = [part for part in MODEL_PARTS if part in takes]
+    missing = [part for part in parts if (model or {}).get(part) is None]
+    if missing:
+        raise ValueError(f"purifier {name!r} needs its trained model ({', '.join(missing)}), but none was given: "
+                         f"train or configure that model first")
+    if "rng" in takes and rng is None:
         raise ValueError(f"purifier {name!r} is random: give it a seeded torch.Generator")
-    return PURIFIERS[name](images, unet, scheduler, rng=rng, **settings)
+    extra = {"rng": rng} if "rng" in takes else {}
+    return PURIFIERS[name](images, **{part: model[part] for part in parts}, **extra, **settings)

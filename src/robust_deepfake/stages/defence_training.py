@@ -3,6 +3,8 @@ real faces only (the defender never sees which faces of B are poisoned).
 
 - `ddpm`: the diffusion model the purifiers use (diffusers UNet2DModel + DDPMScheduler), or a
   user's pretrained diffusers DDPM folder (e.g. a CelebA-HQ DDPM) instead of training.
+- `defensive_model_1` / `_2`: MagNet's denoising autoencoders (`defences.magnet`), or a file of
+  this pipeline's format instead of training.
 - `adv_generator`: the attacked face swap fine-tuned on its own PGD-disrupted inputs (Ruiz et
   al.'s adversarial training), the defence that needs no purification.
 """
@@ -10,14 +12,17 @@ real faces only (the defender never sees which faces of B are poisoned).
 from __future__ import annotations
 
 import logging
+import shutil
 from dataclasses import fields
 from pathlib import Path
 
 import pandas as pd
 
+from robust_deepfake.atomic import atomic_path
 from robust_deepfake.defences.adversarial_generator import finetune_against_disruption
 from robust_deepfake.devices import resolve_device
 from robust_deepfake.defences.ddpm import DDPMConfig, build_scheduler, load_ddpm, save_ddpm, train_ddpm
+from robust_deepfake.defences.magnet import MagNetConfig, load_magnet, save_magnet, train_magnet
 from robust_deepfake.generators.faceswap_ae import FaceCropFiles, load_faceswap, save_faceswap
 
 log = logging.getLogger(__name__)
@@ -44,6 +49,25 @@ def train_defense_ddpm(faces: pd.DataFrame, settings: dict, seed: int, out_dir: 
     unet, history = train_ddpm(FaceCropFiles(faces["face_path"].tolist()), config, work_dir, device=dev)
     save_ddpm(unet, build_scheduler(config), out_dir)
     log.info("ddpm trained on %d clean faces of split A -> %s", len(faces), out_dir)
+    return pd.DataFrame(history)
+
+
+def train_magnet_purifier(faces: pd.DataFrame, structure: str, settings: dict, seed: int, out_path: str | Path,
+                          checkpoint: str | None = None, device: str = "auto") -> pd.DataFrame:
+    """Write MagNet autoencoder `structure` to `out_path`: trained on `faces`, or the configured
+    `checkpoint`, which is loaded (and so checked) here rather than failing inside purification."""
+    dev = resolve_device(device)
+    if checkpoint:
+        model = load_magnet(checkpoint, dev)
+        if model.structure != structure:
+            raise ValueError(f"magnet.checkpoint for {structure} is {checkpoint}, a {model.structure} autoencoder")
+        with atomic_path(out_path) as tmp:
+            shutil.copyfile(checkpoint, tmp)
+        log.info("%s: using the configured file %s instead of training", structure, checkpoint)
+        return pd.DataFrame({"step": [], "loss": []})
+    config = MagNetConfig(structure=structure, seed=seed, **settings)
+    model, history = train_magnet(FaceCropFiles(faces["face_path"].tolist()), config, dev)
+    save_magnet(model, config, out_path)
     return pd.DataFrame(history)
 
 

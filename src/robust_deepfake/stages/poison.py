@@ -31,13 +31,14 @@ from tqdm import tqdm
 from robust_deepfake.atomic import atomic_path, write_image
 from robust_deepfake.attacks.disruption import (DISRUPTION_METRICS, PERTURBATION_METRICS, disruption_loss,
                                                 generator_outputs, image_measures, summarise)
+from robust_deepfake.attacks.adaptive import Purifier, eot_disruption_loss
 from robust_deepfake.attacks.linf import run_attack
 from robust_deepfake.generators.base import FaceGenerator, for_faces
 from robust_deepfake.images import read_images
 from robust_deepfake.tensors import bgr_to_signed
 from robust_deepfake.manifest import require_columns
 from robust_deepfake.paths import item_path
-from robust_deepfake.registry import POISON_ATTACKS
+from robust_deepfake.registry import POISON_ATTACKS, linf_attack
 
 log = logging.getLogger(__name__)
 
@@ -64,14 +65,18 @@ def select_poisoned(reals: pd.DataFrame, poison_rate: float, seed: int) -> pd.Se
 def poison_faces(rows: pd.DataFrame, mask, generator: FaceGenerator, attack: str, epsilon: float, steps: int,
                  step_size: float, loss_kind: str, batch_size: int, seed: int, out_dir: str | Path,
                  image_format: str = "png", device: str | torch.device = "cpu",
-                 grid_path: str | Path | None = None) -> pd.DataFrame:
+                 grid_path: str | Path | None = None, through: Purifier | None = None,
+                 eot_samples: int = 1) -> pd.DataFrame:
     """Attack the crops of the rows `mask` selects (a boolean Series aligned on `rows`' index, or
     an array in row order), write them under `out_dir` and return `rows` with manifest.POISON_ADDED_COLUMNS.
 
     Unselected rows keep their crop: `poisoned_path` = `face_path`, null attack and measures.
     Measures per poisoned image are those of disruption.py, averaged over the conditions. An
     `nn.Module` generator is put in eval mode: poisoning needs batch-independent outputs.
-    `grid_path` (optional) gets a disruption_grid of the first batch, first condition."""
+    `grid_path` (optional) gets a disruption_grid of the first batch, first condition.
+    `through` (an adaptive attack, `attacks.adaptive`) is the defence's purification the attacker
+    optimises through, averaged over `eot_samples` draws per step; the `attack` then names the
+    `attacks.linf` attack it runs (`registry.linf_attack`)."""
     if epsilon < LEVEL * (1 - 1e-6):
         raise ValueError(f"epsilon {epsilon} is below one 8-bit level ({LEVEL:.5f} on [-1, 1]): every "
                          "written poisoned image would equal its clean crop")
@@ -100,7 +105,11 @@ def poison_faces(rows: pd.DataFrame, mask, generator: FaceGenerator, attack: str
         target = for_faces(generator, out.loc[idx])
         with torch.no_grad():
             clean_outputs = generator_outputs(target, clean)
-        x_adv = run_attack(attack, clean, lambda x: disruption_loss(target, x, clean_outputs, loss_kind),
+        if through is None:
+            def loss(x): return disruption_loss(target, x, clean_outputs, loss_kind)
+        else:
+            def loss(x): return eot_disruption_loss(target, through, x, clean_outputs, loss_kind, eot_samples)
+        x_adv = run_attack(linf_attack(attack) if attack in POISON_ATTACKS else attack, clean, loss,
                            epsilon, steps, step_size, rng).x_adv
         paths = [item_path(out_dir, out.at[i, "media_id"], out.at[i, "frame_idx"], image_format) for i in idx]
         written = [write_encoded(path, quantise(c, a, epsilon)) for path, c, a in zip(paths, clean_u8, x_adv)]

@@ -11,7 +11,7 @@ import math
 import time
 from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import pandas as pd
 import torch
@@ -27,9 +27,6 @@ from robust_deepfake.paths import item_path
 from robust_deepfake.registry import DIFFUSION_PURIFIERS
 from robust_deepfake.seeding import item_seed
 
-if TYPE_CHECKING:
-    from diffusers import DDPMScheduler, UNet2DModel
-
 log = logging.getLogger(__name__)
 
 
@@ -44,8 +41,7 @@ def face_rngs(seed: int, rows: pd.DataFrame) -> list[torch.Generator]:
 
 
 def purify_batches(name: str, images: torch.Tensor, rows: pd.DataFrame, settings: Mapping[str, Any], seed: int,
-                   batch_size: int, unet: UNet2DModel | None = None,
-                   scheduler: DDPMScheduler | None = None) -> tuple[torch.Tensor, int]:
+                   batch_size: int, model: Mapping[str, Any] | None = None) -> tuple[torch.Tensor, int]:
     """Purify `images` (one per row of `rows`) in batches; return the purified faces and the UNet
     evaluations spent (per batch, summed)."""
     out, evals = [], 0
@@ -54,7 +50,7 @@ def purify_batches(name: str, images: torch.Tensor, rows: pd.DataFrame, settings
         batch = images[start:start + batch_size]
         rng = rngs[start:start + batch_size] if name in DIFFUSION_PURIFIERS else None
         with torch.no_grad():
-            purified, info = purify(name, batch, settings, unet, scheduler, rng)
+            purified, info = purify(name, batch, settings, model, rng)
         out.append(purified)
         evals += int(info.get("unet_evals", 0))
     return (torch.cat(out) if out else images), evals
@@ -62,26 +58,26 @@ def purify_batches(name: str, images: torch.Tensor, rows: pd.DataFrame, settings
 
 def calibration_threshold(name: str, calibration: torch.Tensor, calibration_rows: pd.DataFrame,
                           settings: Mapping[str, Any], rule: str, value: float | None, seed: int, batch_size: int,
-                          unet: UNet2DModel | None, scheduler: DDPMScheduler | None) -> float | None:
+                          model: Mapping[str, Any] | None) -> float | None:
     """The reject threshold from clean faces the defender owns and its model never trained on
     (`reject_threshold`'s rules). None (keep all) for rule `none` or for the purifier that changes
     nothing (a threshold of 0 would reject every face)."""
     if rule == "none" or name == "none":
         return None
-    purified, _ = purify_batches(name, calibration, calibration_rows, settings, seed, batch_size, unet, scheduler)
+    purified, _ = purify_batches(name, calibration, calibration_rows, settings, seed, batch_size, model)
     return reject_threshold(purification_distance(calibration, purified), rule, value)
 
 
 def purify_split(rows: pd.DataFrame, name: str, settings: Mapping[str, Any], out_dir: str | Path, *, seed: int,
-                 batch_size: int, threshold: float | None, unet: UNet2DModel | None = None,
-                 scheduler: DDPMScheduler | None = None) -> tuple[pd.DataFrame, dict]:
+                 batch_size: int, threshold: float | None,
+                 model: Mapping[str, Any] | None = None) -> tuple[pd.DataFrame, dict]:
     """Purify every face of `rows` (the poisoned manifest: `poisoned_path` is what the defender
     has, `face_path` the clean crop, known to the measures only), write the purified crops as
     8-bit PNG under `out_dir`, decide which are kept, and measure them against the clean faces.
     Returns the rows with the purify columns of the manifest (but the G measures) and the cost ({"unet_evals", "seconds"})."""
     started = time.perf_counter()
     inputs = bgr_to_signed(read_images(rows["poisoned_path"].tolist()))
-    purified, evals = purify_batches(name, inputs, rows, settings, seed, batch_size, unet, scheduler)
+    purified, evals = purify_batches(name, inputs, rows, settings, seed, batch_size, model)
     written = []
     for (media_id, frame_idx), image in zip(rows[["media_id", "frame_idx"]].itertuples(index=False),
                                             signed_to_bgr(purified)):
