@@ -460,3 +460,34 @@ def test_an_adaptive_poison_is_crafted_against_each_defence_it_meets(demo_run, t
     assert purified["poisoned_path"].str.contains("/against/diffpure/").any()
     assert "optimised through diffpure" in (work / "logs" / "smoke" / "poison" / "adaptive_pgd_0.5_against_diffpure.log").read_text()
     assert (results / "poisoned" / "pgd" / "0.5" / "manifest.parquet").read_bytes() == plain
+
+
+@pytest.mark.shared_data
+def test_the_celeba_preset_as_shipped_crops_aligned_faces_as_stargan_does(shared_data, tmp_path):
+    """The CelebA preset on a CelebA-layout tree made of the shared face photos (each resized to the
+    aligned 178 x 218 format, with five StarGAN attributes and an identity file): every crop is the
+    centre 178 square resized to 128, and the attributes reach the split's manifests."""
+    root = tmp_path / "celeba"
+    (root / "img_align_celeba").mkdir(parents=True)
+    attributes = ["Black_Hair", "Blond_Hair", "Brown_Hair", "Male", "Young"]
+    rows, identities = [], []
+    people = sorted(p for p in (shared_data / "face_photos" / "identities").iterdir() if p.is_dir())
+    for person_id, person in enumerate(people, start=1):
+        for photo in sorted(person.glob("*.jpg")):
+            name = f"{len(rows) + 1:06d}.jpg"
+            cv2.imwrite(str(root / "img_align_celeba" / name), cv2.resize(cv2.imread(str(photo)), (178, 218)))
+            values = [1 if (len(rows) + k) % 3 == 0 else -1 for k in range(len(attributes))]
+            rows.append(f"{name} " + " ".join(f"{v:2d}" for v in values))
+            identities.append(f"{name} {person_id}")
+    (root / "list_attr_celeba.txt").write_text(f"{len(rows)}\n" + " ".join(attributes) + "\n" + "\n".join(rows) + "\n")
+    (root / "identity_CelebA.txt").write_text("\n".join(identities) + "\n")
+    preset = str(REPO / "config" / "presets" / "celeba.yaml")
+    snakemake(tmp_path, "--cores", "2", "--config", f"dataset_root={root}", "--", "results/celeba/split/summary.tsv",
+              configs=[preset])
+    parts = {p: read_manifest(tmp_path / "results" / "celeba" / "split" / f"{p}.parquet") for p in "ABC"}
+    assert all(len(parts[p]) for p in "ABC"), {p: len(t) for p, t in parts.items()}
+    faces = pd.concat(parts.values(), ignore_index=True)
+    assert len(faces) >= 0.8 * len(rows)  # MTCNN finds a face in nearly every photo
+    assert all(tuple(box) == (0, 20, 178, 198) for box in faces["crop_box"])
+    assert {cv2.imread(str(tmp_path / p)).shape for p in faces["face_path"]} == {(128, 128, 3)}
+    assert {f"attr_{a}" for a in attributes} <= set(faces.columns)
