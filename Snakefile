@@ -1,7 +1,7 @@
 # Robust deepfake detection under data poisoning: the workflow.
 # Stages, in order: render_demo (demo only) -> ingest -> extract_frames -> detect_faces -> crop_faces -> split
-#   -> train_generator (on A) -> poison (B's reals) -> train_ddpm / train_adv_generator (on A)
-#   -> purify (B's reals, one job per defence) -> generate_fakes (from B's defended, kept reals)
+#   -> train_generator (on A) -> poison (B's reals) -> train_ddpm / train_magnet / train_adv_generator (on A)
+#   -> poison_adaptive (adaptive attacks: B's reals, once per defence) -> purify (B's reals, one job per defence) -> generate_fakes (from B's defended, kept reals)
 #   / generate_test_fakes (from C's clean reals) -> train_feature_extractor (on A) -> measure_fakes
 #   -> train_detector (per experiment scenario and seed) -> evaluate_detector (on C) -> summarise_experiments;
 #   summarise_poisoning / summarise_purification / summarise_fake_distance stack the per-scenario tables.
