@@ -10,6 +10,7 @@ import torch
 from robust_deepfake.attacks.adaptive import anticipated_purifier, eot_disruption_loss, straight_through
 from robust_deepfake.attacks.disruption import disruption_loss, generator_outputs
 from robust_deepfake.attacks.linf import run_attack
+from robust_deepfake.registry import purifier_of
 from robust_deepfake.defences.magnet import MagNetAutoencoder, MagNetConfig, train_magnet
 from test_poison import TinyGenerator
 
@@ -64,6 +65,6 @@ def test_straight_through_passes_the_forward_value_and_the_identity_gradient():
 def test_a_defence_that_purifies_nothing_is_the_identity_and_eot_needs_a_sample():
     x = faces(1)
     assert anticipated_purifier("none", {}, None, 0)(x) is x
-    assert anticipated_purifier("adv_generator", {}, None, 0)(x) is x
+    assert anticipated_purifier(purifier_of("adv_generator"), {}, None, 0)(x) is x
     with pytest.raises(ValueError, match="at least one sample"):
         eot_disruption_loss(TinyGenerator(), lambda v: v, x, {}, "mse", 0)

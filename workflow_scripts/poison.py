@@ -10,10 +10,10 @@ from pathlib import Path  # noqa: E402
 import torch  # noqa: E402
 
 from robust_deepfake.atomic import atomic_path  # noqa: E402
-from robust_deepfake.attacks.adaptive import anticipated_purifier  # noqa: E402
+from robust_deepfake.attacks.adaptive import anticipated_purifier, identity  # noqa: E402
 from robust_deepfake.defences.loading import load_purifier_model  # noqa: E402
 from robust_deepfake.defences.purifiers import settings_from_config  # noqa: E402
-from robust_deepfake.registry import DEFENCES  # noqa: E402
+from robust_deepfake.registry import DEFENCES, purifier_of  # noqa: E402
 from robust_deepfake.devices import resolve_device  # noqa: E402
 from robust_deepfake.generators.loading import load_generator  # noqa: E402
 from robust_deepfake.manifest import POISON_COLUMNS, read_manifest, write_manifest  # noqa: E402
@@ -35,10 +35,10 @@ log.info("%s at rate %g: %d of %d real faces (%d of %d media) of split B, %s att
          attack, p.rate, int(mask.sum()), len(reals), reals.loc[mask, "media_id"].nunique(), reals["media_id"].nunique(),
          p.threat, p.generator)
 generator = load_generator(p.generator, snakemake.input.model, p.generator_settings, device)
-through, eot_samples = None, 1
+through, eot_samples = identity, 1  # the plain attacker: nothing between the poison and G
 defence = snakemake.wildcards.get("defence")
 if defence is not None:  # the adaptive attacker anticipates this defence's purification
-    purifier = defence if DEFENCES[defence].purifier else "none"
+    purifier = purifier_of(defence)
     model = load_purifier_model(DEFENCES[defence].model, (snakemake.input.purifier_model or [None])[0], device)
     through = anticipated_purifier(purifier, settings_from_config(purifier, p.purifier_config), model, p.seed)
     eot_samples = p.eot_samples

@@ -17,7 +17,7 @@ from robust_deepfake.generators.loading import load_generator  # noqa: E402
 from robust_deepfake.images import read_images  # noqa: E402
 from robust_deepfake.tensors import bgr_to_signed  # noqa: E402
 from robust_deepfake.manifest import PURIFY_COLUMNS, read_manifest, write_manifest  # noqa: E402
-from robust_deepfake.registry import DEFENCES  # noqa: E402
+from robust_deepfake.registry import DEFENCES, purifier_of  # noqa: E402
 from robust_deepfake.seeding import seed_everything  # noqa: E402
 from robust_deepfake.stages.purification import calibration_threshold, purification_summary, purify_split  # noqa: E402
 
@@ -25,11 +25,9 @@ torch.set_num_threads(snakemake.threads)
 p, w = snakemake.params, snakemake.wildcards
 seed_everything(p.seed)
 device = resolve_device(p.device)
-# a defence that purifies nothing (the adversarially trained generator) passes the faces on as they are
-defence = DEFENCES[w.defence]
-purifier = w.defence if defence.purifier else "none"
+purifier = purifier_of(w.defence)
 settings = settings_from_config(purifier, p.purifier_config)
-model = load_purifier_model(defence.model, snakemake.input.purifier_model[0] if defence.model else None, device)
+model = load_purifier_model(DEFENCES[w.defence].model, (snakemake.input.purifier_model or [None])[0], device)
 
 # calibrated on split A's held-out people, whom the DDPM never saw (calibration.py); without any,
 # on the faces it trained on

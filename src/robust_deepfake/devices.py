@@ -12,3 +12,8 @@ def resolve_device(device: str) -> torch.device:
     if device == "cuda" and not torch.cuda.is_available():
         raise RuntimeError("device 'cuda' is configured but no CUDA device is available (use 'auto' or 'cpu')")
     return torch.device(device)
+
+
+def module_device(module: torch.nn.Module) -> torch.device:
+    """Where a model's weights are, so inputs built for it (labels, images) go to the same place."""
+    return next(module.parameters()).device

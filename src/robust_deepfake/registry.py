@@ -61,10 +61,10 @@ PURIFIER_MODELS = {
 }
 
 
+DIFFPURE_KEYS = {"t_star": "t_star", "sampler": "sampler", "ddim_steps": "ddim_steps"}
 DEFENCES = {
     "none": Defence("no defence"),
-    "diffpure": Defence("DiffPure: noise to t*, denoise back with the DDPM", model="ddpm",
-                        config_keys={"t_star": "t_star", "sampler": "sampler", "ddim_steps": "ddim_steps"}),
+    "diffpure": Defence("DiffPure: noise to t*, denoise back with the DDPM", model="ddpm", config_keys=DIFFPURE_KEYS),
     "ddpm_reverse": Defence("the reverse DDPM process run on the face itself (the reference's `ddpm` mode)",
                             model="ddpm", config_keys={"start_step": "reverse_start"}),
     "defensive_model_1": Defence("MagNet's defensive model 1: a denoising autoencoder with a pooling bottleneck",
@@ -78,10 +78,16 @@ DEFENCES = {
     "adv_generator": Defence("the face swap fine-tuned on its own disrupted inputs; no purification",
                              purifier=False, adversarial_generator=True, generators=("faceswap_ae",)),
     "both": Defence("the reference's `both`: DiffPure, then fakes from the adversarially trained face swap",
-                    model="ddpm", config_keys={"t_star": "t_star", "sampler": "sampler", "ddim_steps": "ddim_steps"},
-                    adversarial_generator=True, generators=("faceswap_ae",)),
+                    model="ddpm", config_keys=DIFFPURE_KEYS, adversarial_generator=True, generators=("faceswap_ae",)),
 }
 PURIFIERS = tuple(name for name, d in DEFENCES.items() if d.purifier)
+
+
+def purifier_of(defence: str) -> str:
+    """The purifier a defence runs on split B's faces: its own, or `none` for a defence that
+    purifies nothing (the adversarially trained generator passes the faces on as they are)."""
+    return defence if DEFENCES[defence].purifier else "none"
+
 DIFFUSION_PURIFIERS = tuple(name for name, d in DEFENCES.items() if d.diffusion)
 # which `purify.*` config keys each purifier reads (setting name -> config key), so that editing
 # t_star reruns diffpure's scenarios, not jpeg's

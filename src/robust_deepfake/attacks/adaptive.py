@@ -37,21 +37,26 @@ def straight_through(x: torch.Tensor, purified: torch.Tensor) -> torch.Tensor:
     return x + (purified - x).detach()
 
 
-def anticipated_purifier(defence: str, settings: Mapping[str, Any], model: Mapping[str, Any] | None,
+def identity(x: torch.Tensor) -> torch.Tensor:
+    """No purification: the plain attacker's view, and a defence that purifies nothing."""
+    return x
+
+
+def anticipated_purifier(purifier: str, settings: Mapping[str, Any], model: Mapping[str, Any] | None,
                          seed: int) -> Purifier:
-    """The defence's own purification as the attacker runs it inside the attack: fresh randomness
-    at every call (seeded once, so a poisoning job is reproducible), gradients as the module
-    docstring says. A defence that purifies nothing is the identity."""
-    entry = DEFENCES[defence]
-    if not entry.purifier or defence == "none":
-        return lambda x: x
+    """Purifier `purifier` (a defence's, `registry.purifier_of`) as the attacker runs it inside
+    the attack: fresh randomness at every call (seeded once, so a poisoning job is reproducible),
+    gradients as the module docstring says."""
+    if purifier == "none":
+        return identity
+    differentiable = DEFENCES[purifier].differentiable
     rng = torch.Generator().manual_seed(seed)
 
     def through(x: torch.Tensor) -> torch.Tensor:
-        if entry.differentiable:
-            return purify(defence, x, settings, model, rng)[0]
+        if differentiable:
+            return purify(purifier, x, settings, model, rng)[0]
         with torch.no_grad():
-            purified, _ = purify(defence, x.detach(), settings, model, rng)
+            purified, _ = purify(purifier, x.detach(), settings, model, rng)
         return straight_through(x, purified)
 
     return through

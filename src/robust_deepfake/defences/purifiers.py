@@ -52,6 +52,7 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
+from robust_deepfake.devices import module_device
 from robust_deepfake.tensors import bgr_to_signed, signed_to_bgr
 from robust_deepfake.registry import PURIFIER_CONFIG_KEYS
 
@@ -250,8 +251,7 @@ def bit_depth(images: torch.Tensor, bits: int = 4) -> tuple[torch.Tensor, Info]:
 def magnet(images: torch.Tensor, autoencoder: torch.nn.Module) -> tuple[torch.Tensor, Info]:
     """MagNet's reformer (`defences.magnet`): one pass of the denoising autoencoder trained on
     split A's clean faces, which pulls a face towards the faces it learnt."""
-    device = next(autoencoder.parameters()).device
-    return autoencoder(images.to(device)).to(images).clamp(-1, 1), {"unet_evals": 0}
+    return autoencoder(images.to(module_device(autoencoder))).to(images).clamp(-1, 1), {"unet_evals": 0}
 
 
 def _per_uint8_image(images: torch.Tensor, operation: Callable[[np.ndarray], np.ndarray]) -> torch.Tensor:
@@ -301,7 +301,7 @@ def purify(name: str, images: torch.Tensor, settings: Mapping[str, Any], model: 
     """Run purifier `name` with its `settings` (e.g. {"quality": 75} for jpeg, {"t_star": 0.3,
     "sampler": "ddim", "ddim_steps": 30} for diffpure). A purifier with a trained model takes its
     parts from `model` ({"unet", "scheduler"} for the diffusion purifiers, {"autoencoder"} for
-    MagNet's, as `defences.models.load_purifier_model` gives them); the random ones a seeded RNG.
+    MagNet's, as `defences.loading.load_purifier_model` gives them); the random ones a seeded RNG.
     What is missing is said, not guessed."""
     allowed = purifier_settings(name)
     unknown = sorted(set(settings) - set(allowed))

@@ -24,6 +24,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from robust_deepfake.checkpoints import CheckpointError, load_checkpoint, save_checkpoint
+from robust_deepfake.devices import module_device
 from robust_deepfake.manifest import ATTR_PREFIX
 
 if TYPE_CHECKING:
@@ -181,10 +182,6 @@ def target_labels(c_org: torch.Tensor, attributes: Sequence[str], target: str) -
     return c_trg
 
 
-def _device_of(module: nn.Module) -> torch.device:
-    return next(module.parameters()).device
-
-
 def _resize(images: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     """Differentiable anti-aliased bilinear resize (a convex combination: [-1, 1] stays in range)."""
     if tuple(images.shape[-2:]) == tuple(size):
@@ -232,7 +229,7 @@ class StarGANFaceGenerator(nn.Module):
     def for_faces(self, faces: pd.DataFrame) -> LabelledStarGAN:
         """This generator with the faces' own labels (their manifest's `attr_<Name>` columns) bound:
         the targets StarGAN's own test builds for each face (`generators.base.for_faces`)."""
-        return self.with_labels(labels_from_attributes(faces, self.attributes).to(_device_of(self)))
+        return self.with_labels(labels_from_attributes(faces, self.attributes).to(module_device(self)))
 
     def with_labels(self, c_org: torch.Tensor) -> LabelledStarGAN:
         """This generator with a batch's original labels bound, for code that knows only the

@@ -29,9 +29,9 @@ import torch
 from tqdm import tqdm
 
 from robust_deepfake.atomic import atomic_path, write_image
-from robust_deepfake.attacks.disruption import (DISRUPTION_METRICS, PERTURBATION_METRICS, disruption_loss,
-                                                generator_outputs, image_measures, summarise)
-from robust_deepfake.attacks.adaptive import Purifier, eot_disruption_loss
+from robust_deepfake.attacks.disruption import (DISRUPTION_METRICS, PERTURBATION_METRICS, generator_outputs,
+                                                image_measures, summarise)
+from robust_deepfake.attacks.adaptive import Purifier, eot_disruption_loss, identity
 from robust_deepfake.attacks.linf import run_attack
 from robust_deepfake.generators.base import FaceGenerator, for_faces
 from robust_deepfake.images import read_images
@@ -65,7 +65,7 @@ def select_poisoned(reals: pd.DataFrame, poison_rate: float, seed: int) -> pd.Se
 def poison_faces(rows: pd.DataFrame, mask, generator: FaceGenerator, attack: str, epsilon: float, steps: int,
                  step_size: float, loss_kind: str, batch_size: int, seed: int, out_dir: str | Path,
                  image_format: str = "png", device: str | torch.device = "cpu",
-                 grid_path: str | Path | None = None, through: Purifier | None = None,
+                 grid_path: str | Path | None = None, through: Purifier = identity,
                  eot_samples: int = 1) -> pd.DataFrame:
     """Attack the crops of the rows `mask` selects (a boolean Series aligned on `rows`' index, or
     an array in row order), write them under `out_dir` and return `rows` with manifest.POISON_ADDED_COLUMNS.
@@ -74,8 +74,8 @@ def poison_faces(rows: pd.DataFrame, mask, generator: FaceGenerator, attack: str
     Measures per poisoned image are those of disruption.py, averaged over the conditions. An
     `nn.Module` generator is put in eval mode: poisoning needs batch-independent outputs.
     `grid_path` (optional) gets a disruption_grid of the first batch, first condition.
-    `through` (an adaptive attack, `attacks.adaptive`) is the defence's purification the attacker
-    optimises through, averaged over `eot_samples` draws per step; the `attack` then names the
+    `through` is what the attacker optimises through: nothing (`identity`), or for an adaptive
+    attack the defence's purification (`attacks.adaptive`), averaged over `eot_samples` draws per step; the `attack` then names the
     `attacks.linf` attack it runs (`registry.linf_attack`)."""
     if epsilon < LEVEL * (1 - 1e-6):
         raise ValueError(f"epsilon {epsilon} is below one 8-bit level ({LEVEL:.5f} on [-1, 1]): every "
@@ -105,11 +105,8 @@ def poison_faces(rows: pd.DataFrame, mask, generator: FaceGenerator, attack: str
         target = for_faces(generator, out.loc[idx])
         with torch.no_grad():
             clean_outputs = generator_outputs(target, clean)
-        if through is None:
-            def loss(x): return disruption_loss(target, x, clean_outputs, loss_kind)
-        else:
-            def loss(x): return eot_disruption_loss(target, through, x, clean_outputs, loss_kind, eot_samples)
-        x_adv = run_attack(linf_attack(attack) if attack in POISON_ATTACKS else attack, clean, loss,
+        x_adv = run_attack(linf_attack(attack) if attack in POISON_ATTACKS else attack, clean,
+                           lambda x: eot_disruption_loss(target, through, x, clean_outputs, loss_kind, eot_samples),
                            epsilon, steps, step_size, rng).x_adv
         paths = [item_path(out_dir, out.at[i, "media_id"], out.at[i, "frame_idx"], image_format) for i in idx]
         written = [write_encoded(path, quantise(c, a, epsilon)) for path, c, a in zip(paths, clean_u8, x_adv)]
