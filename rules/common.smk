@@ -206,9 +206,10 @@ def poisoned_manifest(wildcards):
 
 def adaptive_target_model(wildcards):
     """The generator an adaptive attacker optimises through: the one the defence's fakes come
-    from (the adversarially trained face swap for the defences that use it), else the attacked one."""
+    from where that is the adversarially trained face swap (`purify_generator_model`), else the
+    attacked one (the grey-box attacker's surrogate included)."""
     if DEFENCES[wildcards.defence].adversarial_generator:
-        return f"{RESULTS}/defences/adv_generator/model.pt"
+        return purify_generator_model(wildcards)
     return poison_target_model()
 
 
