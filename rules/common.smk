@@ -17,8 +17,9 @@ from robust_deepfake.config import validate_config
 from robust_deepfake.fingerprint import script_fingerprint
 from robust_deepfake.stages.ingest import listing_fingerprint, options_from_config
 from robust_deepfake.manifest import shard_digests, shard_name
-from robust_deepfake.registry import (ADAPTIVE_ATTACKS, DEFENCES, POISON_ATTACKS, PURIFIER_CONFIG_KEYS,
-                                      TRAINED_GENERATORS, TRAINING_MODES)
+from robust_deepfake.registry import (ADAPTIVE_ATTACKS, ADVERSARIAL_GENERATOR_MODELS, DEFENCES, GENERATORS,
+                                      POISON_ATTACKS, PURIFIER_CONFIG_KEYS, RENDERED_LAYOUTS, TRAINED_GENERATORS,
+                                      TRAINING_MODES)
 
 validate_config(config, schema_path=workflow.source_path("../config/config.schema.json"))
 
@@ -28,8 +29,9 @@ LOGS = f"logs/{DATASET}"
 BENCHMARKS = f"benchmarks/{DATASET}"
 # one rendering per dataset name, so that a study with other demo settings leaves the demo intact
 DEMO_ROOT = f"resources/{DATASET}"
-# the demo is rendered in the plain folders layout
-INGEST_LAYOUT = "folders" if config["dataset"]["layout"] == "demo" else config["dataset"]["layout"]
+# a layout the pipeline renders itself (the demos) is read back with its adapter's layout
+RENDERED = RENDERED_LAYOUTS.get(config["dataset"]["layout"])
+INGEST_LAYOUT = RENDERED.read_as if RENDERED else config["dataset"]["layout"]
 
 
 ATTACKS = config["poison"]["attacks"]
@@ -61,6 +63,7 @@ wildcard_constraints:
     backbone=r"[A-Za-z0-9_.]+",
     training="|".join(TRAINING_MODES),
     seed=r"\d+",
+    adversarial="|".join(ADVERSARIAL_GENERATOR_MODELS),
 
 
 def script_code(script):
@@ -70,20 +73,18 @@ def script_code(script):
 
 
 def dataset_root():
-    """The demo renders its own media; every other layout reads the configured root."""
-    if config["dataset"]["layout"] == "demo":
-        return DEMO_ROOT
-    return config["dataset_root"]
+    """The demos render their own media; every other layout reads the configured root."""
+    return DEMO_ROOT if RENDERED else config["dataset_root"]
 
 
 def ingest_input(wildcards):
-    return [DEMO_ROOT] if config["dataset"]["layout"] == "demo" else []
+    return [DEMO_ROOT] if RENDERED else []
 
 
 def dataset_listing(wildcards):
     """Fingerprint of the dataset's files, so that adding or replacing a video reruns ingest.
     A function (not a parse-time value) so that jobs not involving ingest never walk the dataset."""
-    if config["dataset"]["layout"] == "demo":
+    if RENDERED:
         return "rendered by render_demo"
     return listing_fingerprint(dataset_root())
 
@@ -137,12 +138,20 @@ def poison_target_model():
     return generator_model(config["poison"]["generator"], variant)
 
 
+def adversarial_generator_model(defence):
+    """The adversarially trained version of the attacked generator that `defence` makes its fakes
+    with (`registry.ADVERSARIAL_GENERATOR_MODELS`), or None."""
+    name = DEFENCES[defence].adversarial_generator
+    return f"{RESULTS}/defences/{name}/model.pt" if name else None
+
+
 def fake_generator_model(wildcards):
-    """The adversarially trained face swap in the adv_generator scenario, else the trained one."""
+    """The adversarially trained attacked generator in its defences' scenarios, else the trained one."""
     if wildcards.generator not in TRAINED_GENERATORS:
         return []
-    if DEFENCES[wildcards.defence].adversarial_generator and wildcards.generator == "faceswap_ae":
-        return [f"{RESULTS}/defences/adv_generator/model.pt"]
+    adversarial = adversarial_generator_model(wildcards.defence)
+    if adversarial and wildcards.generator == config["poison"]["generator"]:
+        return [adversarial]
     return [generator_model(wildcards.generator)]
 
 
@@ -161,10 +170,17 @@ def fake_generation_params():
 
 def purify_generator_model(wildcards):
     """The generator G of the measures G(purified) vs G(clean): the attacked one, or its
-    adversarially trained version in the adv_generator scenario."""
-    if DEFENCES[wildcards.defence].adversarial_generator:
-        return f"{RESULTS}/defences/adv_generator/model.pt"
-    return generator_model(config["poison"]["generator"])
+    adversarially trained version in that defence's scenarios."""
+    return adversarial_generator_model(wildcards.defence) or generator_model(config["poison"]["generator"])
+
+
+def adversarial_training_settings(wildcards):
+    """The `adv_generator` keys the attacked generator's fine-tuning reads (`registry.GENERATORS`),
+    the blur only for the blur variant, so an edit retrains only the models that read it."""
+    settings = config["adv_generator"]
+    keys = GENERATORS[config["poison"]["generator"]].adversarial_settings or ()
+    blur = settings["blur_sigma"] if wildcards.adversarial == "adv_generator_blur" else 0.0
+    return {**{key: settings[key] for key in keys}, "blur_sigma": blur}
 
 
 def purifier_config(wildcards):
@@ -206,7 +222,7 @@ def poisoned_manifest(wildcards):
 
 def adaptive_target_model(wildcards):
     """The generator an adaptive attacker optimises through: the one the defence's fakes come
-    from where that is the adversarially trained face swap (`purify_generator_model`), else the
+    from where that is an adversarially trained generator (`purify_generator_model`), else the
     attacked one (the grey-box attacker's surrogate included)."""
     if DEFENCES[wildcards.defence].adversarial_generator:
         return purify_generator_model(wildcards)

@@ -27,15 +27,18 @@ rule train_ddpm:
 
 
 rule train_adv_generator:
-    """The attacked face swap fine-tuned on its own PGD-disrupted inputs (Ruiz et al.)."""
+    """The attacked generator fine-tuned on its own PGD-disrupted inputs (Ruiz et al.): the face
+    swap or StarGAN (G+D), the latter also with a blur in front (adv_generator_blur)."""
     input:
         faces=f"{RESULTS}/split/A.parquet",
-        generator=generator_model("faceswap_ae"),
+        generator=generator_model(config["poison"]["generator"]),
     output:
-        model=f"{RESULTS}/defences/adv_generator/model.pt",
-        history=f"{RESULTS}/defences/adv_generator/history.parquet",
+        model=f"{RESULTS}/defences/{{adversarial}}/model.pt",
+        history=f"{RESULTS}/defences/{{adversarial}}/history.parquet",
     params:
-        settings=config["adv_generator"],
+        family=config["poison"]["generator"],
+        generator_settings=config[config["poison"]["generator"]],
+        settings=adversarial_training_settings,
         attack={"epsilon": config["poison"]["epsilon"], "step_size": config["poison"]["step_size"]},
         seed=config["seed"],
         device=config["device"],
@@ -44,9 +47,9 @@ rule train_adv_generator:
     resources:
         gpu=GPU_PER_JOB,
     log:
-        f"{LOGS}/train_adv_generator.log",
+        f"{LOGS}/train_adv_generator/{{adversarial}}.log",
     benchmark:
-        f"{BENCHMARKS}/train_adv_generator.tsv"
+        f"{BENCHMARKS}/train_adv_generator/{{adversarial}}.tsv"
     conda:
         "../envs/torch.yaml"
     script:

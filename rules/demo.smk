@@ -1,14 +1,12 @@
 rule render_demo:
-    """Render the embedded demo dataset from face images that installed packages ship."""
+    """Render the embedded demo dataset (layout demo or demo_celeba) from face images that
+    installed packages ship."""
     output:
         directory(DEMO_ROOT),
     params:
-        identities=config["demo"]["identities"],
-        videos_per_identity=config["demo"]["videos_per_identity"],
-        frames_per_video=config["demo"]["frames_per_video"],
-        fps=config["demo"]["fps"],
-        size=config["demo"]["size"],
-        images_per_identity=config["demo"]["images_per_identity"],
+        layout=config["dataset"]["layout"],
+        # only the demo: keys this layout's renderer takes, so another key reruns nothing
+        settings={key: config["demo"][key] for key in RENDERED.settings} if RENDERED else {},
         seed=config["seed"],
         code=script_code("render_demo.py"),
     log:

@@ -19,17 +19,20 @@ def test_default_config_is_valid():
     assert cfg["split"]["fractions"] == {"A": 0.7, "B": 0.2, "C": 0.1}
 
 
-@pytest.mark.parametrize("layer", ["smoke.yaml", "study.yaml", "defences.yaml"])
-def test_config_layers_are_valid_over_the_default(layer):
-    """The layers are used as `--configfile config/config.yaml config/<layer>`: Snakemake merges
-    nested keys, so validate exactly that merge."""
+@pytest.mark.parametrize("layers", [["smoke.yaml"], ["study.yaml"], ["defences.yaml"], ["stargan.yaml"],
+                                    ["stargan.yaml", "smoke_stargan.yaml"]])
+def test_config_layers_are_valid_over_the_default(layers):
+    """The layers are used as `--configfile config/config.yaml config/<layer> ...`: Snakemake
+    merges nested keys, so validate exactly that merge."""
     from snakemake.utils import update_config
 
     cfg = default_config()
-    update_config(cfg, yaml.safe_load((REPO / "config" / layer).read_text()))
+    for layer in layers:
+        update_config(cfg, yaml.safe_load((REPO / "config" / layer).read_text()))
     validated = validate_config(cfg)
-    if layer == "study.yaml":
+    if layers[0] in ("study.yaml", "stargan.yaml"):
         assert validated["dataset"]["name"] != "demo"  # its own results, the demo's stay intact
+    if layers[0] == "study.yaml":
         assert {0, 1} <= set(validated["poison"]["poison_rate"])
 
 
@@ -186,13 +189,27 @@ def test_the_family_names_come_from_the_registry():
 
 
 def test_a_defence_built_for_another_generator_is_refused():
-    """The adversarially trained face swap cannot stand in for an attacked StarGAN (its file would
-    be loaded as one): refused at config time, with the defence and the generator named."""
+    """StarGAN's blur variant has no face-swap counterpart (its fine-tuning would get a face swap
+    to blur): refused at config time, with the defence and the generator named. The adversarially
+    trained generator itself exists for both attacked families."""
+    cfg = default_config()
+    cfg["defences"] = ["none", "diffpure", "adv_generator_blur"]
+    with pytest.raises(ConfigError, match=r"'adv_generator_blur' works only when the attacked generator is one of "
+                                          r"\['stargan'\], but poison.generator is 'faceswap_ae'"):
+        validate_config(cfg)
+    cfg["poison"]["generator"] = "stargan"
+    cfg["adv_generator"]["steps"] = 200
+    validate_config(cfg)
+    cfg["defences"] = ["none", "diffpure", "adv_generator", "both"]
+    validate_config(cfg)
+
+
+def test_a_stargan_fine_tuning_that_never_moves_the_generator_is_refused():
     cfg = default_config()
     cfg["poison"]["generator"] = "stargan"
-    cfg["defences"] = ["none", "adv_generator"]
-    with pytest.raises(ConfigError, match=r"'adv_generator' works only when the attacked generator is one of "
-                                          r"\['faceswap_ae'\], but poison.generator is 'stargan'"):
+    cfg["defences"] = ["none", "diffpure", "adv_generator"]
+    cfg["adv_generator"].update(steps=50, critic_warmup=50)
+    with pytest.raises(ConfigError, match=r"adv_generator.critic_warmup.*50 critic-only steps of adv_generator.steps 50"):
         validate_config(cfg)
-    cfg["defences"] = ["none", "diffpure"]
+    cfg["poison"]["generator"] = "faceswap_ae"  # the face swap's fine-tuning has no critic
     validate_config(cfg)

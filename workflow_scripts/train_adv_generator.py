@@ -20,7 +20,7 @@ p = snakemake.params
 seed_everything(p.seed)
 faces = training_faces(read_manifest(snakemake.input.faces), "main", p.seed)
 with training_state(Path(snakemake.output.model).parent, p, snakemake.input) as work_dir:
-    history = train_adversarial_generator(faces, snakemake.input.generator, p.settings, p.attack, p.seed,
-                                          snakemake.output.model, work_dir, p.device)
+    history = train_adversarial_generator(faces, p.family, snakemake.input.generator, p.generator_settings,
+                                          p.settings, p.attack, p.seed, snakemake.output.model, work_dir, p.device)
     with atomic_path(snakemake.output.history) as tmp:
         history.to_parquet(tmp, index=False)

@@ -18,7 +18,7 @@ from typing import Any
 import jsonschema
 import yaml
 
-from robust_deepfake.registry import DEFENCES, DETECTOR_FAMILIES, POISON_ATTACKS, SCHEMA_ENUMS
+from robust_deepfake.registry import DEFENCES, DETECTOR_FAMILIES, POISON_ATTACKS, RENDERED_LAYOUTS, SCHEMA_ENUMS
 
 SCHEMA_PATH = Path(__file__).resolve().parents[2] / "config" / "config.schema.json"
 
@@ -120,7 +120,7 @@ def _check_cross_keys(config: dict, schema: dict) -> list[str]:
     if abs(total - 1.0) > 1e-6:
         problems.append(f"config key 'split.fractions': A + B + C = {total:g}, must be 1 "
                         f"(got {fractions})")
-    if config["dataset"]["layout"] != "demo" and not config.get("dataset_root"):
+    if config["dataset"]["layout"] not in RENDERED_LAYOUTS and not config.get("dataset_root"):
         problems.append(f"config key 'dataset_root': layout '{config['dataset']['layout']}' needs the "
                         "dataset's root folder (set it with --config dataset_root=/path/to/data)")
     poison = config.get("poison", {})
@@ -134,13 +134,19 @@ def _check_cross_keys(config: dict, schema: dict) -> list[str]:
 
 
 def _check_defence_targets(config: dict) -> list[str]:
-    """A defence built for one generator (the adversarially trained face swap) would otherwise
-    load that generator's file as the attacked one, e.g. a face swap as a StarGAN."""
+    """A defence built for some generators (an adversarially trained one, the blur variant for
+    StarGAN) would otherwise load a file of one family as another, or have no fine-tuning to run."""
     attacked = config["poison"]["generator"]
-    return [f"config key 'defences': {name!r} works only when the attacked generator is one of "
-            f"{list(DEFENCES[name].generators)}, but poison.generator is {attacked!r}"
-            for name in config.get("defences", [])
-            if DEFENCES[name].generators is not None and attacked not in DEFENCES[name].generators]
+    problems = [f"config key 'defences': {name!r} works only when the attacked generator is one of "
+                f"{list(DEFENCES[name].generators)}, but poison.generator is {attacked!r}"
+                for name in config.get("defences", [])
+                if DEFENCES[name].generators is not None and attacked not in DEFENCES[name].generators]
+    fine_tuned = any(DEFENCES[name].adversarial_generator for name in config.get("defences", []))
+    settings = config.get("adv_generator", {})
+    if fine_tuned and attacked == "stargan" and settings.get("critic_warmup", 0) >= settings.get("steps", 1):
+        problems.append(f"config key 'adv_generator.critic_warmup': {settings['critic_warmup']} critic-only steps of "
+                        f"adv_generator.steps {settings['steps']} would never fine-tune StarGAN; make it smaller")
+    return problems
 
 
 # experiment axis -> (config key of the upstream list it must draw from, how to compare values)

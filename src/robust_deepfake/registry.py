@@ -11,19 +11,45 @@ from dataclasses import dataclass, field
 
 
 @dataclass(frozen=True)
+class RenderedLayout:
+    """A dataset the pipeline renders itself from faces that installed packages ship, so that a
+    configuration runs with no outside data (its renderer: `datasets.rendered.RENDERERS`). It is
+    read back with the adapter of layout `read_as`; `settings` are the `demo:` config keys its
+    renderer takes, so that a key it does not read cannot rerun it."""
+
+    what: str
+    read_as: str
+    settings: tuple[str, ...]
+
+
+RENDERED_LAYOUTS = {
+    "demo": RenderedLayout("short videos and stills of the demo's identities", "folders",
+                           ("identities", "videos_per_identity", "frames_per_video", "fps", "size",
+                            "images_per_identity")),
+    "demo_celeba": RenderedLayout("aligned stills with five rendered attributes in CelebA's layout: StarGAN's data",
+                                  "celeba", ("identities", "images_per_identity")),
+}
+
+
+@dataclass(frozen=True)
 class Generator:
     """A face generator: `trained` ones are fitted on split A by train_generator (or read from a
-    configured checkpoint), and `attackable` ones are differentiable models the poison can target."""
+    configured checkpoint), and `attackable` ones are differentiable models the poison can target.
+    `adversarial_settings` are the `adv_generator` config keys its adversarial fine-tuning reads
+    (None: it has none, so the adversarially trained generator defences refuse it)."""
 
     what: str
     trained: bool = False
     attackable: bool = False
+    adversarial_settings: tuple[str, ...] | None = None
 
 
+_ADVERSARIAL_SETTINGS = ("steps", "attack_steps", "batch_size", "lr", "save_every")
 GENERATORS = {
     "faceswap_ae": Generator("the autoencoder face swap of the original Deepfakes method", trained=True,
-                             attackable=True),
-    "stargan": Generator("StarGAN attribute editing (the official architecture)", trained=True, attackable=True),
+                             attackable=True, adversarial_settings=_ADVERSARIAL_SETTINGS),
+    "stargan": Generator("StarGAN attribute editing (the official architecture)", trained=True, attackable=True,
+                         adversarial_settings=(*_ADVERSARIAL_SETTINGS, "critic_warmup")),
     "landmark_swap": Generator("the graphics face swap of FaceForensics++'s FaceSwap, no training"),
     "sd_inpaint": Generator("Stable Diffusion inpainting of the face, from a local diffusers folder"),
     "sd_text2img": Generator("Stable Diffusion text-to-image faces, from a local diffusers folder"),
@@ -36,16 +62,16 @@ ATTACKABLE_GENERATORS = tuple(name for name, g in GENERATORS.items() if g.attack
 class Defence:
     """A value of the defence axis. A `purifier` transforms split B's real faces before fakes are
     made (its settings come from the config's `purify` section: setting name -> config key), with
-    the trained `model` it names, if any (`PURIFIER_MODELS`); `adversarial_generator` defences make
-    the fakes with the face swap adversarially trained against disruption (after purifying, when
-    both are set). `generators` names the attacked generators the defence works for (None: any),
+    the trained `model` it names, if any (`PURIFIER_MODELS`); an `adversarial_generator` defence
+    makes the fakes with that adversarially trained version of the attacked generator (a key of
+    `ADVERSARIAL_GENERATOR_MODELS`; after purifying, when both are set). `generators` names the attacked generators the defence works for (None: any),
     so the config check can refuse the others."""
 
     what: str
     purifier: bool = True
     model: str | None = None
     config_keys: dict[str, str] = field(default_factory=dict)
-    adversarial_generator: bool = False
+    adversarial_generator: str | None = None
     generators: tuple[str, ...] | None = None
     differentiable: bool = False  # torch gradients flow through its purifier (the adaptive attack uses them)
 
@@ -61,6 +87,15 @@ PURIFIER_MODELS = {
 }
 
 
+# the defenders' adversarially trained generators (a Defence's `adversarial_generator`), each
+# written to defences/<name>/model.pt: name -> what it is
+ADVERSARIAL_GENERATOR_MODELS = {
+    "adv_generator": "the attacked generator fine-tuned on its own PGD-disrupted inputs (Ruiz et al.)",
+    "adv_generator_blur": "the same with a Gaussian blur in front of the generator, fine-tuned through it",
+}
+# the attacked generators that have an adversarial fine-tuning
+ADVERSARIALLY_TRAINABLE = tuple(name for name, g in GENERATORS.items() if g.adversarial_settings is not None)
+
 DIFFPURE_KEYS = {"t_star": "t_star", "sampler": "sampler", "ddim_steps": "ddim_steps"}
 DEFENCES = {
     "none": Defence("no defence"),
@@ -75,10 +110,15 @@ DEFENCES = {
     "gaussian_blur": Defence("Gaussian blur", config_keys={"sigma": "blur_sigma"}),
     "median": Defence("median filter", config_keys={"kernel": "median_kernel"}),
     "bit_depth": Defence("bit-depth reduction", config_keys={"bits": "bits"}),
-    "adv_generator": Defence("the face swap fine-tuned on its own disrupted inputs; no purification",
-                             purifier=False, adversarial_generator=True, generators=("faceswap_ae",)),
-    "both": Defence("the reference's `both`: DiffPure, then fakes from the adversarially trained face swap",
-                    model="ddpm", config_keys=DIFFPURE_KEYS, adversarial_generator=True, generators=("faceswap_ae",)),
+    "adv_generator": Defence("the attacked generator fine-tuned on its own disrupted inputs; no purification",
+                             purifier=False, adversarial_generator="adv_generator",
+                             generators=ADVERSARIALLY_TRAINABLE),
+    "adv_generator_blur": Defence("Ruiz et al.'s blur variant: StarGAN with a Gaussian blur in front, fine-tuned "
+                                  "through it on disrupted inputs; no purification", purifier=False,
+                                  adversarial_generator="adv_generator_blur", generators=("stargan",)),
+    "both": Defence("the reference's `both`: DiffPure, then fakes from the adversarially trained generator",
+                    model="ddpm", config_keys=DIFFPURE_KEYS, adversarial_generator="adv_generator",
+                    generators=ADVERSARIALLY_TRAINABLE),
 }
 PURIFIERS = tuple(name for name, d in DEFENCES.items() if d.purifier)
 

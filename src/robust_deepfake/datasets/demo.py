@@ -56,7 +56,7 @@ def _face_fraction_range(size: int, still: bool) -> tuple[float, float]:
 
 
 @dataclass(frozen=True)
-class _Pose:
+class Pose:
     frac: float      # face height / frame side
     dx: float        # face centre offset from the frame centre, in frame sides
     dy: float
@@ -87,7 +87,7 @@ def _ramp(rng: np.random.Generator, u: np.ndarray, low: float, high: float) -> n
     return a + (b - a) * s
 
 
-def _video_poses(rng: np.random.Generator, n: int, fps: int, size: int) -> list[_Pose]:
+def _video_poses(rng: np.random.Generator, n: int, fps: int, size: int) -> list[Pose]:
     t = np.arange(n, dtype=np.float64) / fps
     u = t / t[-1] if n > 1 else np.zeros(1)
     lo, hi = _face_fraction_range(size, still=False)
@@ -101,22 +101,22 @@ def _video_poses(rng: np.random.Generator, n: int, fps: int, size: int) -> list[
     grad = _ramp(rng, u, 0.0, 0.25)
     grad_dir = rng.uniform(0, 2 * np.pi) + _smooth(rng, t, 0.6)
     noise = np.full(n, rng.uniform(1.0, 3.0))
-    return [_Pose(*(float(v[i]) for v in (frac, dx, dy, angle, gain, contrast, temp, grad, grad_dir, noise)))
+    return [Pose(*(float(v[i]) for v in (frac, dx, dy, angle, gain, contrast, temp, grad, grad_dir, noise)))
             for i in range(n)]
 
 
-def _still_pose(rng: np.random.Generator, size: int) -> _Pose:
+def _still_pose(rng: np.random.Generator, size: int) -> Pose:
     """A pose and light drawn apart from the videos': closer, more tilted, harder light."""
     lo, hi = _face_fraction_range(size, still=True)
     sign = rng.choice([-1.0, 1.0])
-    return _Pose(frac=rng.uniform(lo, hi), dx=rng.uniform(-0.06, 0.06), dy=rng.uniform(-0.05, 0.05),
+    return Pose(frac=rng.uniform(lo, hi), dx=rng.uniform(-0.06, 0.06), dy=rng.uniform(-0.05, 0.05),
                  angle=float(sign * rng.uniform(4.0, 10.0)), gain=rng.uniform(0.75, 1.25),
                  contrast=rng.uniform(0.8, 1.2), temp=rng.uniform(-1.0, 1.0),
                  grad=rng.uniform(0.15, 0.35), grad_dir=rng.uniform(0, 2 * np.pi),
                  noise=rng.uniform(0.5, 2.0))
 
 
-class _Scene:
+class Scene:
     """A face canvas prepared for one frame size: float RGB, face centre and height in pixels."""
 
     def __init__(self, source: FaceSource, size: int):
@@ -131,8 +131,9 @@ class _Scene:
         self.xn = (xx - size / 2) / size
         self.yn = (yy - size / 2) / size
 
-    def render(self, pose: _Pose, rng: np.random.Generator) -> np.ndarray:
-        """One RGB uint8 frame for a pose; rng draws the noise."""
+    def render(self, pose: Pose, rng: np.random.Generator, quantise: bool = True) -> np.ndarray:
+        """One RGB frame for a pose (uint8, or float32 before rounding for callers that edit it
+        further); rng draws the noise."""
         s = self.size
         scale = pose.frac * s / self.face_h           # output pixels per canvas pixel
         theta = np.deg2rad(pose.angle)
@@ -149,7 +150,7 @@ class _Scene:
         frame = (frame - 128.0) * pose.contrast + 128.0
         frame *= np.array([1 + 0.08 * pose.temp, 1.0, 1 - 0.08 * pose.temp], dtype=np.float32)
         frame += rng.normal(0.0, pose.noise, size=frame.shape).astype(np.float32)
-        return np.clip(np.rint(frame), 0, 255).astype(np.uint8)
+        return np.clip(np.rint(frame), 0, 255).astype(np.uint8) if quantise else frame
 
 
 # ---------------------------------------------------------------------------------------------
@@ -197,14 +198,18 @@ def _write_mp4(path: Path, frames: list[np.ndarray], fps: int) -> None:
                 container.mux(packet)
 
 
-def _write_sources(path: Path, sources: list[FaceSource], args: dict) -> None:
+VIDEO_DEMO_MEDIA = ("its videos and stills are synthetic camera moves (pan, zoom, in-plane rotation) and "
+                    "lighting changes applied to that one photograph. All media are real (no manipulation).")
+
+
+def write_sources(path: Path, sources: list[FaceSource], args: dict, media: str = VIDEO_DEMO_MEDIA) -> None:
+    """SOURCES.md: where each identity's face comes from and its licence; `media` says what was
+    rendered from it."""
     lines = [
         "# Demo dataset sources",
         "",
-        "Rendered offline by `robust_deepfake.datasets.demo.render_demo` from face photographs shipped by",
-        "installed Python packages; nothing was downloaded. Each source face is one identity; its",
-        "videos and stills are synthetic camera moves (pan, zoom, in-plane rotation) and lighting",
-        "changes applied to that one photograph. All media are real (no manipulation).",
+        "Rendered offline by robust_deepfake.datasets from face photographs shipped by installed Python",
+        f"packages; nothing was downloaded. Each source face is one identity; {media}",
         "",
         "Render arguments: " + ", ".join(f"{k}={v}" for k, v in args.items()),
         "",
@@ -232,10 +237,20 @@ def _write_sources(path: Path, sources: list[FaceSource], args: dict) -> None:
         tmp.write_text("\n".join(lines), encoding="utf-8")
 
 
-def _rng(seed: int, source_index: int, kind: int, k: int) -> np.random.Generator:
+def rng_for(seed: int, source_index: int, kind: int, k: int) -> np.random.Generator:
     """Independent stream per (seed, identity, kind, item): an identity renders the same whatever
     the number of identities asked."""
     return np.random.default_rng(np.random.SeedSequence([seed, source_index, kind, k]))
+
+
+def checked_identities(identities: int) -> list[FaceSource]:
+    """The first `identities` face sources, or a message naming how many there are."""
+    sources = available_identities()
+    if not 1 <= identities <= len(sources):
+        raise ValueError(f"demo.identities={identities}: the embedded demo has {len(sources)} face "
+                         f"sources (astronaut, grace_hopper, camera and {len(LFW_INDICES)} LFW faces); "
+                         f"ask for 1 to {len(sources)}")
+    return sources[:identities]
 
 
 def render_demo(out_dir: Path, identities: int, videos_per_identity: int, frames_per_video: int,
@@ -245,11 +260,7 @@ def render_demo(out_dir: Path, identities: int, videos_per_identity: int, frames
     Columns: identity, kind ("video" or "image"), path (str), source (where the face came from).
     The same arguments give the same decoded frames and PNG bytes."""
     out_dir = Path(out_dir)
-    sources = available_identities()
-    if not 1 <= identities <= len(sources):
-        raise ValueError(f"demo.identities={identities}: the embedded demo has {len(sources)} face "
-                         f"sources (astronaut, grace_hopper, camera and {len(LFW_INDICES)} LFW faces); "
-                         f"ask for 1 to {len(sources)}")
+    chosen = checked_identities(identities)
     if videos_per_identity < 0 or images_per_identity < 0:
         raise ValueError("videos_per_identity and images_per_identity must be >= 0")
     if videos_per_identity and frames_per_video < 1:
@@ -259,29 +270,28 @@ def render_demo(out_dir: Path, identities: int, videos_per_identity: int, frames
     if size < 32 or size % 2:
         raise ValueError(f"size must be an even number of pixels >= 32 (yuv420p video), got {size}")
 
-    chosen = sources[:identities]
     log.info("rendering %d demo identities (%d videos x %d frames, %d stills each, %d px, codec %s) into %s",
              identities, videos_per_identity, frames_per_video, images_per_identity, size, _video_codec(), out_dir)
     rows = []
     for index, src in enumerate(tqdm(chosen, desc="demo identities", unit="id")):
-        scene = _Scene(src, size)
+        scene = Scene(src, size)
         folder = out_dir / "real" / src.identity
         folder.mkdir(parents=True, exist_ok=True)
         for k in range(videos_per_identity):
-            rng = _rng(seed, index, 0, k)
+            rng = rng_for(seed, index, 0, k)
             poses = _video_poses(rng, frames_per_video, fps, size)
             frames = [scene.render(p, rng) for p in poses]
             path = folder / f"clip{k}.mp4"
             _write_mp4(path, frames, fps)
             rows.append({"identity": src.identity, "kind": "video", "path": str(path), "source": src.origin})
         for k in range(images_per_identity):
-            rng = _rng(seed, index, 1, k)
+            rng = rng_for(seed, index, 1, k)
             rgb = scene.render(_still_pose(rng, size), rng)
             path = folder / f"still{k}.png"
             write_image(path, cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
             rows.append({"identity": src.identity, "kind": "image", "path": str(path), "source": src.origin})
         log.debug("demo identity %s done", src.identity)
-    _write_sources(out_dir / "SOURCES.md", chosen, {
+    write_sources(out_dir / "SOURCES.md", chosen, {
         "identities": identities, "videos_per_identity": videos_per_identity,
         "frames_per_video": frames_per_video, "fps": fps, "size": size,
         "images_per_identity": images_per_identity, "seed": seed, "codec": _video_codec()})

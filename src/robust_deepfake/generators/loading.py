@@ -63,7 +63,7 @@ def _check_stargan(faces: pd.DataFrame, settings: dict) -> None:
                          "or set stargan.checkpoint to a pretrained generator such as 200000-G.ckpt")
 
 
-class _AttributeFaces(Dataset):
+class AttributeFaces(Dataset):
     """(image in [-1, 1], 0/1 attribute labels) pairs read lazily, as StarGAN training wants."""
 
     def __init__(self, faces: pd.DataFrame, attributes) -> None:
@@ -82,8 +82,9 @@ def _train_stargan(faces: pd.DataFrame, settings: dict, seed: int, out_path: Pat
                    device: torch.device) -> list[dict]:
     config = StarGANTrainConfig(attributes=tuple(settings["attributes"]), image_size=settings["image_size"],
                                 conv_dim=settings["conv_dim"], repeat_num=settings["repeat_num"],
-                                steps=settings["steps"], batch_size=settings["batch_size"], lr=settings["lr"], seed=seed)
-    result = train_stargan(_AttributeFaces(faces, settings["attributes"]), config, checkpoint_dir=work_dir,
+                                steps=settings["steps"], batch_size=settings["batch_size"], lr=settings["lr"],
+                                n_critic=settings["n_critic"], seed=seed)
+    result = train_stargan(AttributeFaces(faces, settings["attributes"]), config, checkpoint_dir=work_dir,
                            save_every=settings["save_every"], device=device)
     save_stargan(result.generator, out_path)
     return result.history

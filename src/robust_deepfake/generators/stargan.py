@@ -15,6 +15,7 @@ Labels are 0/1 floats as in the official code; CelebA's manifest columns are -1/
 from __future__ import annotations
 
 import logging
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Sequence
@@ -76,14 +77,41 @@ class ResidualBlock(nn.Module):
         return x + self.main(x)
 
 
+class InputBlur(nn.Module):
+    """A fixed Gaussian blur of the image in front of the generator: Ruiz et al.'s blur defence,
+    which their `AvgBlurGenerator` builds into StarGAN (with a box filter) and adversarially
+    trains through. The kernel is a buffer, so a saved generator carries its blur with it."""
+
+    def __init__(self, kernel: torch.Tensor) -> None:
+        super().__init__()
+        if kernel.dim() != 2 or kernel.shape[0] != kernel.shape[1] or kernel.shape[0] % 2 == 0:
+            raise ValueError(f"the input blur needs an odd square 2-d kernel, got shape {tuple(kernel.shape)}")
+        self.register_buffer("kernel", kernel.float())
+
+    @classmethod
+    def gaussian(cls, sigma: float) -> InputBlur:
+        radius = max(1, math.ceil(3 * sigma))
+        offsets = torch.arange(-radius, radius + 1, dtype=torch.float64)
+        line = torch.exp(-offsets**2 / (2 * sigma**2))
+        return cls((torch.outer(line, line) / line.sum() ** 2).float())
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        pad = self.kernel.shape[0] // 2
+        weight = self.kernel.to(x.dtype)[None, None].expand(x.shape[1], 1, -1, -1)
+        return F.conv2d(F.pad(x, (pad, pad, pad, pad), mode="reflect"), weight, groups=x.shape[1])
+
+
 class StarGANGenerator(nn.Module):
     """Official StarGAN generator: 7x7 conv, two stride-2 convs, `repeat_num` residual blocks, two
     transposed convs, 7x7 conv + tanh. The target labels enter as constant extra input channels.
-    Parameter names equal the official ones (`main.<i>...`). Input sides must be multiples of 4."""
+    Parameter names equal the official ones (`main.<i>...`). Input sides must be multiples of 4.
+    With `blur_kernel` the image is blurred first (`InputBlur`, key `blur.kernel`)."""
 
-    def __init__(self, conv_dim: int = 64, c_dim: int = 5, repeat_num: int = 6) -> None:
+    def __init__(self, conv_dim: int = 64, c_dim: int = 5, repeat_num: int = 6,
+                 blur_kernel: torch.Tensor | None = None) -> None:
         super().__init__()
         self.c_dim = c_dim
+        self.blur = InputBlur(blur_kernel) if blur_kernel is not None else None
         layers = _conv_norm_relu(nn.Conv2d(3 + c_dim, conv_dim, 7, padding=3, bias=False))
         dim = conv_dim
         for _ in range(2):
@@ -98,6 +126,8 @@ class StarGANGenerator(nn.Module):
 
     def forward(self, x: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
         """x: (N, 3, H, W) in [-1, 1]; c: (N, c_dim) target labels -> (N, 3, H, W) in [-1, 1]."""
+        if self.blur is not None:
+            x = self.blur(x)
         planes = c.to(x.dtype)[:, :, None, None].expand(-1, -1, x.shape[2], x.shape[3])
         return self.main(torch.cat([x, planes], dim=1))
 
@@ -289,14 +319,16 @@ def _with_batch_counters(state: dict, module: nn.Module) -> dict:
     return {**state, **{k: torch.tensor(0, dtype=torch.long) for k in counters}} if counters else state
 
 
-def _generator_shape(state: dict, path: Path) -> dict[str, int]:
-    """conv_dim, c_dim and repeat_num read off a generator state_dict, so that a checkpoint
-    describes itself and cannot be paired with a wrong architecture setting."""
+def _generator_shape(state: dict, path: Path) -> dict:
+    """conv_dim, c_dim, repeat_num (and the input blur's kernel, if any) read off a generator
+    state_dict, so that a checkpoint describes itself and cannot be paired with a wrong
+    architecture setting."""
     first = state.get("main.0.weight")
     if not isinstance(first, torch.Tensor) or first.dim() != 4:
         raise ValueError(f"{path} is not a StarGAN generator state_dict (no 4-d 'main.0.weight')")
     blocks = {key.split(".")[1] for key in state if key.startswith("main.") and ".main.0.weight" in key}
-    return {"conv_dim": first.shape[0], "c_dim": first.shape[1] - 3, "repeat_num": len(blocks)}
+    return {"conv_dim": first.shape[0], "c_dim": first.shape[1] - 3, "repeat_num": len(blocks),
+            "blur_kernel": state.get("blur.kernel")}
 
 
 def load_stargan(path: str | Path, attributes: Sequence[str] = DEFAULT_ATTRIBUTES, image_size: int = 128,
@@ -310,8 +342,9 @@ def load_stargan(path: str | Path, attributes: Sequence[str] = DEFAULT_ATTRIBUTE
         raise ValueError(f"{path} was trained on {shape['c_dim']} attributes, but {len(attributes)} were "
                          f"given: {list(attributes)}")
     generator = StarGANGenerator(**shape)
-    _load_strict(generator, _with_batch_counters(state, generator), path, f"StarGAN generator {shape}")
-    log.info("loaded StarGAN generator %s from %s", shape, path)
+    _load_strict(generator, _with_batch_counters(state, generator), path, "StarGAN generator")
+    log.info("loaded StarGAN generator (conv_dim %d, %d attributes, %d blocks%s) from %s", shape["conv_dim"],
+             shape["c_dim"], shape["repeat_num"], ", input blur" if generator.blur is not None else "", path)
     return StarGANFaceGenerator(generator, attributes, image_size).to(device)
 
 

@@ -1,14 +1,16 @@
-"""Training StarGAN (`stargan`) with the official losses and schedule: WGAN-GP critic steps, a
-generator step every n_critic, classification and reconstruction terms, linear learning-rate
-decay; all randomness keyed by step, so a resumed run equals an uninterrupted one.
+"""Training StarGAN (`stargan`) with the official losses, schedule and augmentation: WGAN-GP critic
+steps, a generator step every n_critic, classification and reconstruction terms, linear
+learning-rate decay, random horizontal flips; all randomness keyed by step, so a resumed run
+equals an uninterrupted one.
 """
 
 from __future__ import annotations
 
+import copy
 import logging
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 
 import numpy as np
 import torch
@@ -48,6 +50,7 @@ class StarGANTrainConfig:
     lambda_rec: float = 10.0
     lambda_gp: float = 10.0
     lr_decay_fraction: float = 0.5  # linear decay to 0 over this last share of steps (official 100k of 200k)
+    critic_warmup: int = 0  # critic-only steps first: fine-tuning a trained generator starts with a new critic
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -98,10 +101,16 @@ def _gradient_penalty(scores: torch.Tensor, inputs: torch.Tensor) -> torch.Tenso
     return ((grad.flatten(1).norm(dim=1) - 1) ** 2).mean()
 
 
-class _StarGANTrainer:
-    """The networks, optimisers and one official training step; holds no randomness of its own."""
+# G's input for a batch: (G, x_real, c_trg, step) -> (input, the attack's loss); `None` trains on x_real
+Disruption = Callable[[StarGANGenerator, torch.Tensor, torch.Tensor, int], tuple[torch.Tensor, float]]
 
-    def __init__(self, config: StarGANTrainConfig, device: torch.device) -> None:
+
+class _StarGANTrainer:
+    """The networks, optimisers and one official training step; holds no randomness of its own.
+    `generator`, when given, is a trained G to continue from (copied; the critic starts new)."""
+
+    def __init__(self, config: StarGANTrainConfig, device: torch.device,
+                 generator: StarGANGenerator | None = None) -> None:
         self.config, self.device = config, device
         c_dim = len(config.attributes)
         with torch.random.fork_rng(devices=[]):  # seeded init without touching the caller's RNG
@@ -109,6 +118,10 @@ class _StarGANTrainer:
             self.G = StarGANGenerator(config.conv_dim, c_dim, config.repeat_num).to(device)
             self.D = StarGANDiscriminator(config.image_size, config.d_conv_dim or config.conv_dim, c_dim,
                                           config.d_repeat_num or default_d_repeat_num(config.image_size)).to(device)
+        if generator is not None:
+            if generator.c_dim != c_dim:
+                raise ValueError(f"the generator to continue from has {generator.c_dim} attributes, the config {c_dim}")
+            self.G = copy.deepcopy(generator).to(device).train().requires_grad_(True)
         betas = (config.beta1, config.beta2)
         self.g_optimizer = torch.optim.Adam(self.G.parameters(), config.lr, betas, fused=True)
         self.d_optimizer = torch.optim.Adam(self.D.parameters(), config.lr, betas, fused=True)
@@ -152,20 +165,27 @@ class _StarGANTrainer:
             for group in optimizer.param_groups:
                 group["lr"] = self.config.lr * factor
 
-    def train_step(self, step: int, images: torch.Tensor, labels: torch.Tensor) -> dict[str, float]:
-        """One critic update, plus a generator update every `n_critic` steps (official order)."""
+    def train_step(self, step: int, images: torch.Tensor, labels: torch.Tensor,
+                   disrupt: Disruption | None = None) -> dict[str, float]:
+        """One critic update, plus a generator update every `n_critic` steps (official order).
+        With `disrupt`, G reads the disrupted batch it returns in both updates (Ruiz et al.'s G+D
+        adversarial training: the critic judges the fakes made from disrupted inputs), while the
+        cycle still has to give back the clean image."""
         cfg = self.config
         self._set_lr(step)
         x_real = _resize(images.to(self.device, torch.float32), (cfg.image_size, cfg.image_size))
         n = x_real.shape[0]
         c_org = _checked_labels(labels, n, len(cfg.attributes), self.device)
         noise = torch.Generator().manual_seed(_step_seed(cfg.seed, step, 1))
+        flip = (torch.rand(n, generator=noise) < 0.5).to(self.device)  # the official RandomHorizontalFlip
+        x_real = torch.where(flip[:, None, None, None], x_real.flip(3), x_real)
         c_trg = c_org[torch.randperm(n, generator=noise).to(self.device)]
+        x_in, attack_loss = disrupt(self.G, x_real, c_trg, step) if disrupt is not None else (x_real, None)
 
         out_src, out_cls = self.D(x_real)
         d_loss_real = -out_src.mean()
         d_loss_cls = _classification_loss(out_cls, c_org)
-        x_fake = self.G(x_real, c_trg).detach()
+        x_fake = self.G(x_in, c_trg).detach()
         d_loss_fake = self.D(x_fake)[0].mean()
         alpha = torch.rand(n, 1, 1, 1, generator=noise).to(self.device)
         x_hat = (alpha * x_real + (1 - alpha) * x_fake).requires_grad_(True)
@@ -176,9 +196,11 @@ class _StarGANTrainer:
         self.d_optimizer.step()
         losses = {"D/loss_real": d_loss_real.item(), "D/loss_fake": d_loss_fake.item(),
                   "D/loss_cls": d_loss_cls.item(), "D/loss_gp": d_loss_gp.item()}
+        if attack_loss is not None:
+            losses["attack_mse"] = attack_loss
 
-        if (step + 1) % cfg.n_critic == 0:
-            x_fake = self.G(x_real, c_trg)
+        if (step + 1) % cfg.n_critic == 0 and step >= cfg.critic_warmup:
+            x_fake = self.G(x_in, c_trg)
             out_src, out_cls = self.D(x_fake)
             g_loss_fake = -out_src.mean()
             g_loss_cls = _classification_loss(out_cls, c_trg)
@@ -195,17 +217,21 @@ class _StarGANTrainer:
 
 def train_stargan(data: Dataset, config: StarGANTrainConfig = StarGANTrainConfig(), *,
                   checkpoint_dir: str | Path | None = None, resume: bool = True, save_every: int = 1000,
-                  log_every: int = 100, device: torch.device | str = "cpu",
-                  num_workers: int = 0) -> StarGANTrainingResult:
+                  log_every: int = 100, device: torch.device | str = "cpu", num_workers: int = 0,
+                  generator: StarGANGenerator | None = None, disrupt: Disruption | None = None,
+                  ) -> StarGANTrainingResult:
     """Train StarGAN with the official losses on `data`, a Dataset of (image (3, H, W) in [-1, 1],
     0/1 labels (c_dim,)) — e.g. `TensorDataset(images, labels)`; images are resized to
     `config.image_size`. With `checkpoint_dir`, the full training state (G, D, both optimisers,
     step) is written atomically every `save_every` steps and at the end, and `resume` continues
-    from it; the result equals an uninterrupted run's, since all randomness is keyed by step."""
+    from it; the result equals an uninterrupted run's, since all randomness is keyed by step.
+    `generator` continues from a trained G with a new critic (`config.critic_warmup` critic-only
+    steps first), and `disrupt` gives G a disrupted batch to read (`_StarGANTrainer.train_step`):
+    together, the adversarial fine-tuning of `defences.adversarial_stargan`."""
     if len(data) == 0:
         raise ValueError("StarGAN training data is empty")
     device = torch.device(device)
-    trainer = _StarGANTrainer(config, device)
+    trainer = _StarGANTrainer(config, device, generator)
     state_path = Path(checkpoint_dir) / TRAIN_STATE_NAME if checkpoint_dir is not None else None
     start = 0
     if state_path is not None and resume:
@@ -217,7 +243,7 @@ def train_stargan(data: Dataset, config: StarGANTrainConfig = StarGANTrainConfig
     history: list[dict[str, float]] = []
     progress = tqdm(loader, desc="StarGAN", unit="step", total=config.steps, initial=start)
     for step, (images, labels) in enumerate(progress, start=start):
-        losses = trainer.train_step(step, images, labels)
+        losses = trainer.train_step(step, images, labels, disrupt)
         history.append({"step": step + 1, **losses})
         done = step + 1
         if done % log_every == 0 or done == config.steps:

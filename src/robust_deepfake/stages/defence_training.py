@@ -5,8 +5,9 @@ real faces only (the defender never sees which faces of B are poisoned).
   user's pretrained diffusers DDPM folder (e.g. a CelebA-HQ DDPM) instead of training.
 - `defensive_model_1` / `_2`: MagNet's denoising autoencoders (`defences.magnet`), or a file of
   this pipeline's format instead of training.
-- `adv_generator`: the attacked face swap fine-tuned on its own PGD-disrupted inputs (Ruiz et
-  al.'s adversarial training), the defence that needs no purification.
+- `adv_generator`: the attacked generator fine-tuned on its own PGD-disrupted inputs (Ruiz et
+  al.'s adversarial training; for StarGAN G+D, `defences.adversarial_stargan`), the defence that
+  needs no purification; `adv_generator_blur`: StarGAN's with a blur in front (their variant).
 """
 
 from __future__ import annotations
@@ -20,10 +21,13 @@ import pandas as pd
 
 from robust_deepfake.atomic import atomic_path
 from robust_deepfake.defences.adversarial_generator import finetune_against_disruption
+from robust_deepfake.defences.adversarial_stargan import AdversarialStarGANConfig, finetune_stargan_against_disruption
 from robust_deepfake.devices import resolve_device
 from robust_deepfake.defences.ddpm import DDPMConfig, build_scheduler, load_ddpm, save_ddpm, train_ddpm
 from robust_deepfake.defences.magnet import MagNetConfig, load_magnet, save_magnet, train_magnet
 from robust_deepfake.generators.faceswap_ae import FaceCropFiles, load_faceswap, save_faceswap
+from robust_deepfake.generators.loading import AttributeFaces
+from robust_deepfake.generators.stargan import load_stargan, save_stargan
 
 log = logging.getLogger(__name__)
 
@@ -71,12 +75,9 @@ def train_magnet_purifier(faces: pd.DataFrame, structure: str, settings: dict, s
     return pd.DataFrame(history)
 
 
-def train_adversarial_generator(faces: pd.DataFrame, generator_path: str | Path, settings: dict, attack: dict,
-                                seed: int, out_path: str | Path, work_dir: str | Path,
-                                device: str = "auto") -> pd.DataFrame:
-    """Fine-tune the trained face swap on its own disrupted inputs (the attacker's budget and step
-    size from `attack`) and save it to `out_path`; return the per-step history."""
-    model = load_faceswap(generator_path, resolve_device(device))
+def _finetune_faceswap(faces: pd.DataFrame, generator_path: str | Path, generator_settings: dict, settings: dict,
+                       attack: dict, seed: int, out_path: str | Path, work_dir: str | Path, device) -> list[dict]:
+    model = load_faceswap(generator_path, device)
     faces = faces[faces["identity"].astype(str).isin(model.identities)]
     if faces.empty:
         raise ValueError(f"split A has no faces of the identities the face swap {generator_path} knows")
@@ -84,6 +85,39 @@ def train_adversarial_generator(faces: pd.DataFrame, generator_path: str | Path,
         model, FaceCropFiles(faces["face_path"].tolist()), faces["identity"].astype(str).tolist(),
         epsilon=attack["epsilon"], attack_steps=settings["attack_steps"], step_size=attack["step_size"],
         steps=settings["steps"], batch_size=settings["batch_size"], lr=settings["lr"], seed=seed,
-        checkpoint_dir=work_dir, save_every=settings["save_every"], device=resolve_device(device))
+        checkpoint_dir=work_dir, save_every=settings["save_every"], device=device)
     save_faceswap(model, out_path)
+    return history
+
+
+def _finetune_stargan(faces: pd.DataFrame, generator_path: str | Path, generator_settings: dict, settings: dict,
+                      attack: dict, seed: int, out_path: str | Path, work_dir: str | Path, device) -> list[dict]:
+    attributes = generator_settings["attributes"]
+    model = load_stargan(generator_path, attributes, generator_settings["image_size"], device)
+    config = AdversarialStarGANConfig(
+        epsilon=attack["epsilon"], attack_steps=settings["attack_steps"], step_size=attack["step_size"],
+        steps=settings["steps"], critic_warmup=settings["critic_warmup"], batch_size=settings["batch_size"],
+        lr=settings["lr"], n_critic=generator_settings["n_critic"], blur_sigma=settings["blur_sigma"], seed=seed)
+    model, history = finetune_stargan_against_disruption(model, AttributeFaces(faces, attributes), config,
+                                                         checkpoint_dir=work_dir, save_every=settings["save_every"],
+                                                         device=device)
+    save_stargan(model, out_path)
+    return history
+
+
+# attacked generator -> its adversarial fine-tuning (registry.GENERATORS' adversarial_settings)
+ADVERSARIAL_FINETUNING = {"faceswap_ae": _finetune_faceswap, "stargan": _finetune_stargan}
+
+
+def train_adversarial_generator(faces: pd.DataFrame, family: str, generator_path: str | Path,
+                                generator_settings: dict, settings: dict, attack: dict, seed: int,
+                                out_path: str | Path, work_dir: str | Path, device: str = "auto") -> pd.DataFrame:
+    """Fine-tune the trained attacked generator (`family`, its config section `generator_settings`)
+    on its own disrupted inputs (the attacker's budget and step size from `attack`), with a blur in
+    front when `settings["blur_sigma"]` > 0, and save it to `out_path`; return the per-step history."""
+    if settings["blur_sigma"] > 0 and family != "stargan":
+        raise ValueError(f"the blur variant of the adversarially trained generator exists for StarGAN, not {family}")
+    history = ADVERSARIAL_FINETUNING[family](faces, generator_path, generator_settings, settings, attack, seed,
+                                             out_path, work_dir, resolve_device(device))
+    log.info("%s adversarially fine-tuned for %d steps -> %s", family, len(history), out_path)
     return pd.DataFrame(history)
