@@ -1,6 +1,7 @@
 """The adaptive poison: optimised through the purifier it meets, it must disrupt the fakes made
-from purified faces more than the plain poison does, with exact gradients (MagNet's autoencoder)
-and with straight-through ones (a median filter, not differentiable)."""
+from purified faces more than the plain poison does, with exact gradients (MagNet's autoencoder;
+the diffusion purifiers' gradient is checked against finite differences) and with straight-through
+ones (a median filter, not differentiable)."""
 
 from __future__ import annotations
 
@@ -68,3 +69,32 @@ def test_a_defence_that_purifies_nothing_is_the_identity_and_eot_needs_a_sample(
     assert anticipated_purifier(purifier_of("adv_generator"), {}, None, 0)(x) is x
     with pytest.raises(ValueError, match="at least one sample"):
         eot_disruption_loss(TinyGenerator(), lambda v: v, x, {}, "mse", 0)
+
+
+@pytest.mark.parametrize("defence, settings", [("diffpure", {"t_star": 0.1, "sampler": "ddim", "ddim_steps": 3}),
+                                               ("ddpm_reverse", {"start_step": 3})])
+def test_the_attacker_takes_the_exact_gradient_through_the_diffusion_purifiers(defence, settings):
+    """Not the straight-through identity: the gradient of the purifier itself, through every
+    denoising step (checked against a central finite difference under the same noise draw)."""
+    from diffusers import DDPMScheduler, UNet2DModel
+
+    with torch.random.fork_rng():
+        torch.manual_seed(0)
+        unet = UNet2DModel(sample_size=16, in_channels=3, out_channels=3, block_out_channels=(8, 16),
+                           layers_per_block=1, down_block_types=("DownBlock2D", "DownBlock2D"),
+                           up_block_types=("UpBlock2D", "UpBlock2D"), norm_num_groups=4).eval().requires_grad_(False)
+    model = {"unet": unet, "scheduler": DDPMScheduler(num_train_timesteps=1000)}
+    x, weights = faces(2).double(), torch.rand(2, 3, 16, 16, generator=torch.Generator().manual_seed(5)).double()
+    unet.double()
+    x.requires_grad_(True)
+    (anticipated_purifier(defence, settings, model, seed=0)(x) * weights).sum().backward()
+    direction = torch.rand(x.shape, generator=torch.Generator().manual_seed(6), dtype=torch.float64) - 0.5
+    h = 1e-4
+    with torch.no_grad():
+        ends = [(anticipated_purifier(defence, settings, model, seed=0)(x + s * h * direction) * weights).sum()
+                for s in (1, -1)]
+    numeric = float((ends[0] - ends[1]) / (2 * h))
+    analytic = float((x.grad * direction).sum())
+    assert analytic == pytest.approx(numeric, rel=1e-3)
+    if defence == "diffpure":  # at t* the purifier is far from the identity, and so is its gradient
+        assert analytic != pytest.approx(float((weights * direction).sum()), rel=1e-2)

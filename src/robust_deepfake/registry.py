@@ -99,9 +99,10 @@ ADVERSARIALLY_TRAINABLE = tuple(name for name, g in GENERATORS.items() if g.adve
 DIFFPURE_KEYS = {"t_star": "t_star", "sampler": "sampler", "ddim_steps": "ddim_steps"}
 DEFENCES = {
     "none": Defence("no defence"),
-    "diffpure": Defence("DiffPure: noise to t*, denoise back with the DDPM", model="ddpm", config_keys=DIFFPURE_KEYS),
+    "diffpure": Defence("DiffPure: noise to t*, denoise back with the DDPM", model="ddpm", config_keys=DIFFPURE_KEYS,
+                        differentiable=True),
     "ddpm_reverse": Defence("the reverse DDPM process run on the face itself (the reference's `ddpm` mode)",
-                            model="ddpm", config_keys={"start_step": "reverse_start"}),
+                            model="ddpm", config_keys={"start_step": "reverse_start"}, differentiable=True),
     "defensive_model_1": Defence("MagNet's defensive model 1: a denoising autoencoder with a pooling bottleneck",
                                  model="magnet", differentiable=True),
     "defensive_model_2": Defence("MagNet's defensive model 2: a denoising autoencoder without pooling",
@@ -118,7 +119,7 @@ DEFENCES = {
                                   adversarial_generator="adv_generator_blur", generators=("stargan",)),
     "both": Defence("the reference's `both`: DiffPure, then fakes from the adversarially trained generator",
                     model="ddpm", config_keys=DIFFPURE_KEYS, adversarial_generator="adv_generator",
-                    generators=ADVERSARIALLY_TRAINABLE),
+                    generators=ADVERSARIALLY_TRAINABLE, differentiable=True),
 }
 PURIFIERS = tuple(name for name, d in DEFENCES.items() if d.purifier)
 

@@ -7,11 +7,12 @@ as robust evaluations of DiffPure do) maximises the disruption of G(P(x + d)) in
 
 * **EOT** (expectation over transformation): a random purifier (DiffPure's noise) is drawn afresh
   for every sample, and the loss is averaged over `samples` draws per attack step;
-* **gradients**: exact where the purifier is differentiable in torch (MagNet's autoencoders);
-  straight-through elsewhere (BPDA with the identity: the forward pass is the real purifier, the
-  backward pass treats it as x -> x), which covers the 8-bit baselines (JPEG, median, bit depth)
-  and the diffusion purifiers, whose full gradient through every denoising step this pipeline does
-  not take (a stronger, costlier adaptive attack on them remains possible).
+* **gradients**: exact where the purifier is differentiable in torch: MagNet's autoencoders, and
+  the diffusion purifiers through every denoising step of their sampler (the full gradient of
+  robust evaluations of DiffPure; with the DDIM sampler that is `ddim_steps` UNet evaluations to
+  backpropagate, with the DDPM one t* of them); straight-through elsewhere (BPDA with the
+  identity: the forward pass is the real purifier, the backward pass treats it as x -> x), which
+  covers the 8-bit baselines (JPEG, median, bit depth), whose rounding has no useful gradient.
 
 The disruption is still measured against G(x) of the clean face, as for the plain poison, so the
 purification stage's `prop_dist` of G(purified) reads the same for both attackers.

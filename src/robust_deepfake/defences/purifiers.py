@@ -103,11 +103,14 @@ def unet_size(unet: UNet2DModel, images: torch.Tensor) -> tuple[int, int]:
     return (size, size) if isinstance(size, int) else tuple(size)
 
 
-@torch.no_grad()
 def diffpure(images: torch.Tensor, unet: UNet2DModel, scheduler: DDPMScheduler, t_star: int | float, *,
              rng: RNG, sampler: str = "ddpm", ddim_steps: int = 30) -> tuple[torch.Tensor, Info]:
     """DiffPure: forward-noise to t* (an int step, or a float fraction of T: `t_star_step`), then
-    denoise to 0 with t* DDPM steps or `ddim_steps` DDIM steps (module docstring)."""
+    denoise to 0 with t* DDPM steps or `ddim_steps` DDIM steps (module docstring).
+
+    Differentiable in the images, as DiffPure's own robust evaluations take it: the adaptive
+    attacker backpropagates through every denoising step (memory grows with the steps); callers
+    that only purify run it under `torch.no_grad()`."""
     if sampler not in SAMPLERS:
         raise ValueError(f"unknown diffpure sampler {sampler!r}; known: {SAMPLERS}")
     step = t_star_step(t_star, scheduler.config.num_train_timesteps)
@@ -130,11 +133,11 @@ def diffpure(images: torch.Tensor, unet: UNet2DModel, scheduler: DDPMScheduler, 
     return _from_unet(x, images), info
 
 
-@torch.no_grad()
 def ddpm_reverse(images: torch.Tensor, unet: UNet2DModel, scheduler: DDPMScheduler, start_step: int = 10, *,
                  rng: RNG) -> tuple[torch.Tensor, Info]:
     """The DDPM-purification reference's purifier: `start_step` DDPM ancestral steps straight on the input, taken as
-    x_start_step, without forward noise (removes what looks like that little noise)."""
+    x_start_step, without forward noise (removes what looks like that little noise). Differentiable
+    in the images, as `diffpure`."""
     if not 0 <= start_step <= scheduler.config.num_train_timesteps:
         raise ValueError(f"start_step {start_step} must lie in [0, {scheduler.config.num_train_timesteps}]")
     info: Info = {"unet_evals": 0, "start_step": start_step, "resized": False}
