@@ -59,7 +59,8 @@ def build_unet(args) -> tuple[UNet2DModel, DDPMScheduler]:
                            block_out_channels=tuple(args.block_out_channels), layers_per_block=args.layers_per_block,
                            down_block_types=("DownBlock2D",) * n, up_block_types=("UpBlock2D",) * n)
     scheduler = DDPMScheduler(num_train_timesteps=1000, beta_start=1e-4, beta_end=0.02, beta_schedule="linear")
-    return unet.eval(), scheduler
+    # frozen, as load_ddpm returns the pipeline's: purify builds no autograd graph through the steps
+    return unet.eval().requires_grad_(False), scheduler
 
 
 def face_crops(n: int, size: int) -> torch.Tensor:

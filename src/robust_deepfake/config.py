@@ -18,7 +18,8 @@ from typing import Any
 import jsonschema
 import yaml
 
-from robust_deepfake.registry import DEFENCES, DETECTOR_FAMILIES, POISON_ATTACKS, RENDERED_LAYOUTS, SCHEMA_ENUMS
+from robust_deepfake.registry import (DEFENCES, DETECTOR_FAMILIES, GENERATORS, POISON_ATTACKS, RENDERED_LAYOUTS,
+                                      SCHEMA_ENUMS)
 
 SCHEMA_PATH = Path(__file__).resolve().parents[2] / "config" / "config.schema.json"
 
@@ -143,7 +144,8 @@ def _check_defence_targets(config: dict) -> list[str]:
                 if DEFENCES[name].generators is not None and attacked not in DEFENCES[name].generators]
     fine_tuned = any(DEFENCES[name].adversarial_generator for name in config.get("defences", []))
     settings = config.get("adv_generator", {})
-    if fine_tuned and attacked == "stargan" and settings.get("critic_warmup", 0) >= settings.get("steps", 1):
+    has_critic = "critic_warmup" in (GENERATORS[attacked].adversarial_settings or ())
+    if fine_tuned and has_critic and settings.get("critic_warmup", 0) >= settings.get("steps", 1):
         problems.append(f"config key 'adv_generator.critic_warmup': {settings['critic_warmup']} critic-only steps of "
                         f"adv_generator.steps {settings['steps']} would never fine-tune StarGAN; make it smaller")
     return problems

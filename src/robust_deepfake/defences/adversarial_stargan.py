@@ -27,7 +27,8 @@ import torch
 from torch.utils.data import Dataset
 
 from robust_deepfake.attacks.linf import pgd
-from robust_deepfake.generators.stargan import InputBlur, ResidualBlock, StarGANFaceGenerator, StarGANGenerator
+from robust_deepfake.devices import module_device
+from robust_deepfake.generators.stargan import InputBlur, StarGANFaceGenerator, StarGANGenerator
 from robust_deepfake.generators.stargan_training import Disruption, StarGANTrainConfig, train_stargan
 
 log = logging.getLogger(__name__)
@@ -70,7 +71,7 @@ def half_disrupted(epsilon: float, attack_steps: int, step_size: float, seed: in
 def with_input_blur(generator: StarGANGenerator, sigma: float) -> StarGANGenerator:
     """A copy of the generator with a Gaussian blur of `sigma` pixels in front of it."""
     blurred = copy.deepcopy(generator)
-    blurred.blur = InputBlur.gaussian(sigma).to(next(generator.parameters()).device)
+    blurred.blur = InputBlur.gaussian(sigma).to(module_device(generator))
     return blurred
 
 
@@ -87,8 +88,8 @@ def finetune_stargan_against_disruption(model: StarGANFaceGenerator, data: Datas
     if config.blur_sigma > 0:
         generator = with_input_blur(generator, config.blur_sigma)
     train_config = StarGANTrainConfig(
-        attributes=model.attributes, image_size=model.image_size, conv_dim=generator.main[0].out_channels,
-        repeat_num=sum(isinstance(layer, ResidualBlock) for layer in generator.main),
+        attributes=model.attributes, image_size=model.image_size, conv_dim=generator.conv_dim,
+        repeat_num=generator.repeat_num,
         steps=config.steps, batch_size=config.batch_size, lr=config.lr, n_critic=config.n_critic,
         critic_warmup=config.critic_warmup, lr_decay_fraction=0.0, seed=config.seed)
     disrupt = half_disrupted(config.epsilon, config.attack_steps, config.step_size, config.seed)

@@ -110,7 +110,7 @@ class StarGANGenerator(nn.Module):
     def __init__(self, conv_dim: int = 64, c_dim: int = 5, repeat_num: int = 6,
                  blur_kernel: torch.Tensor | None = None) -> None:
         super().__init__()
-        self.c_dim = c_dim
+        self.conv_dim, self.c_dim, self.repeat_num = conv_dim, c_dim, repeat_num
         self.blur = InputBlur(blur_kernel) if blur_kernel is not None else None
         layers = _conv_norm_relu(nn.Conv2d(3 + c_dim, conv_dim, 7, padding=3, bias=False))
         dim = conv_dim

@@ -28,6 +28,7 @@ from robust_deepfake.defences.magnet import MagNetConfig, load_magnet, save_magn
 from robust_deepfake.generators.faceswap_ae import FaceCropFiles, load_faceswap, save_faceswap
 from robust_deepfake.generators.loading import AttributeFaces
 from robust_deepfake.generators.stargan import load_stargan, save_stargan
+from robust_deepfake.registry import DEFENCES
 
 log = logging.getLogger(__name__)
 
@@ -115,8 +116,10 @@ def train_adversarial_generator(faces: pd.DataFrame, family: str, generator_path
     """Fine-tune the trained attacked generator (`family`, its config section `generator_settings`)
     on its own disrupted inputs (the attacker's budget and step size from `attack`), with a blur in
     front when `settings["blur_sigma"]` > 0, and save it to `out_path`; return the per-step history."""
-    if settings["blur_sigma"] > 0 and family != "stargan":
-        raise ValueError(f"the blur variant of the adversarially trained generator exists for StarGAN, not {family}")
+    blurrable = DEFENCES["adv_generator_blur"].generators
+    if settings["blur_sigma"] > 0 and family not in blurrable:
+        raise ValueError(f"the blur variant of the adversarially trained generator exists for {list(blurrable)}, "
+                         f"not {family}")
     history = ADVERSARIAL_FINETUNING[family](faces, generator_path, generator_settings, settings, attack, seed,
                                              out_path, work_dir, resolve_device(device))
     log.info("%s adversarially fine-tuned for %d steps -> %s", family, len(history), out_path)
