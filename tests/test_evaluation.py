@@ -78,11 +78,12 @@ def _metrics(auc: float, asr: float) -> pd.DataFrame:
     for test_set_name in (ALL_FAKES, "faceswap_ae"):
         for unit in ("frame", "video"):
             rows.append({"test_set": test_set_name, "condition": "clean", "kind": "clean", "level": 0, "unit": unit,
-                         "acc": auc, "auc": auc, "eer": 1 - auc, "ap": auc})
+                         "acc": auc, "auc": auc, "eer": 1 - auc, "ap": auc, "wp": auc})
             rows.append({"test_set": test_set_name, "condition": "pgd", "kind": "pgd", "level": 0, "unit": unit,
-                         "acc": 0.5, "auc": 0.5, "eer": 0.5, "ap": 0.5, "asr": asr, "robust_acc": 0.5})
+                         "acc": 0.5, "auc": 0.5, "eer": 0.5, "ap": 0.5, "wp": 0.5, "asr": asr,
+                         "robust_acc": 0.5})
             rows.append({"test_set": test_set_name, "condition": "GB-1", "kind": "GB", "level": 1, "unit": unit,
-                         "acc": auc - 0.1, "auc": auc - 0.1, "eer": 0.3, "ap": 0.6})
+                         "acc": auc - 0.1, "auc": auc - 0.1, "eer": 0.3, "ap": 0.6, "wp": 0.5})
     return pd.DataFrame(rows)
 
 

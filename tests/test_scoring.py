@@ -9,7 +9,7 @@ import pytest
 from sklearn.metrics import auc
 
 from robust_deepfake.detectors.scoring import (attack_success_rate, detection_metrics, equal_error_rate,
-                                     roc_points, video_scores)
+                                               roc_points, video_scores, weighted_precision)
 
 
 def test_perfect_separation():
@@ -155,3 +155,13 @@ def test_balanced_threshold_sits_in_the_gap_of_separable_scores_and_balances_err
     # fake 0.5 (every fake caught, one real lost); at 0.55 or 0.8 it is 4/6
     assert balanced_threshold([0, 0, 0, 1, 1, 1], [0.1, 0.2, 0.7, 0.5, 0.6, 0.9]) == pytest.approx(0.35)
     assert balanced_threshold([1, 1], [0.2, 0.3]) == 0.5  # one class: nothing to calibrate
+
+
+def test_weighted_precision_weighs_each_false_alarm_alpha_times():
+    # at threshold 0.5: fakes 0.9, 0.7 called fake (TP 2), 0.3 missed; reals 0.6 called fake (FP 1), 0.1 not.
+    labels, scores = [1, 1, 1, 0, 0], [0.9, 0.7, 0.3, 0.6, 0.1]
+    assert weighted_precision(labels, scores, 0.5, alpha=1) == pytest.approx(2 / 3)  # plain precision
+    assert weighted_precision(labels, scores, 0.5, alpha=100) == pytest.approx(2 / 102)
+    assert weighted_precision(labels, scores, 0.65, alpha=100) == 1.0  # the false alarm is gone
+    assert math.isnan(weighted_precision(labels, scores, 0.95))  # nothing called fake
+    assert detection_metrics(labels, scores, 0.5, alpha=10)["wp"] == pytest.approx(2 / 12)

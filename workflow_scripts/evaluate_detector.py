@@ -34,7 +34,7 @@ else:
     threshold = (calibrated_threshold(snakemake.input.model) if p.settings["threshold"] == "calibrated"
                  else p.settings["threshold"])
     log.info("decision threshold %.4f (%s)", threshold, p.settings["threshold"])
-    metrics = metrics_table(scores, threshold).assign(threshold=threshold)
+    metrics = metrics_table(scores, threshold, p.settings["wp_alpha"]).assign(threshold=threshold)
     clean = metrics[(metrics["condition"] == "clean") & (metrics["unit"] == "frame") & (metrics["test_set"] == "all")]
     log.info("clean, all test fakes: AUC %.4f, acc %.4f, EER %.4f", *clean[["auc", "acc", "eer"]].iloc[0])
 for path, table in ((snakemake.output.scores, scores), (snakemake.output.metrics, metrics)):

@@ -20,6 +20,8 @@ from sklearn.metrics import average_precision_score, roc_auc_score, roc_curve
 ROC_COLUMNS = ["fpr", "tpr", "threshold"]
 # the test set of every fake together, beside each generator's or method's own
 ALL_FAKES = "all"
+# DFDC's weight of a false alarm in weighted precision (Dolhansky et al. 2019, 2020)
+DFDC_ALPHA = 100.0
 
 
 def _labels_scores(labels: ArrayLike, scores: ArrayLike) -> tuple[np.ndarray, np.ndarray]:
@@ -66,10 +68,24 @@ def equal_error_rate(labels: ArrayLike, scores: ArrayLike) -> float:
     return float(fpr[i - 1] + t * (fpr[i] - fpr[i - 1]))
 
 
-def detection_metrics(labels: ArrayLike, scores: ArrayLike, threshold: float = 0.5) -> dict:
+def weighted_precision(labels: ArrayLike, scores: ArrayLike, threshold: float = 0.5,
+                       alpha: float = DFDC_ALPHA) -> float:
+    """DFDC's weighted precision TP / (TP + alpha FP) at the decision threshold (Dolhansky et al.):
+    a false alarm on a real costs `alpha` times a caught fake's worth, because in the wild reals
+    outnumber fakes by far, while a test set holds them in about equal numbers. NaN when nothing
+    is called fake, since a precision of no calls is undefined, not 0 or 1."""
+    y, s = _labels_scores(labels, scores)
+    called = s >= threshold
+    tp, fp = int((called & (y == 1)).sum()), int((called & (y == 0)).sum())
+    return tp / (tp + alpha * fp) if tp + fp else float("nan")
+
+
+def detection_metrics(labels: ArrayLike, scores: ArrayLike, threshold: float = 0.5,
+                      alpha: float = DFDC_ALPHA) -> dict:
     """One row of the evaluation table. auc, eer and ap are NaN (no exception) when the input
     holds a single class, because they rank fakes against reals and there is nothing to rank;
-    n_real / n_fake in the same row show why. acc is still defined then, and NaN only when empty."""
+    n_real / n_fake in the same row show why. acc is still defined then, and NaN only when empty;
+    wp (`weighted_precision`, with `alpha`) is defined whenever something is called fake."""
     y, s = _labels_scores(labels, scores)
     ranked = _both_classes(y)
     nan = float("nan")
@@ -78,6 +94,7 @@ def detection_metrics(labels: ArrayLike, scores: ArrayLike, threshold: float = 0
         "auc": float(roc_auc_score(y, s)) if ranked else nan,
         "eer": equal_error_rate(y, s) if ranked else nan,
         "ap": float(average_precision_score(y, s)) if ranked else nan,
+        "wp": weighted_precision(y, s, threshold, alpha),
         "n": int(y.size),
         "n_real": int((y == 0).sum()),
         "n_fake": int((y == 1).sum()),

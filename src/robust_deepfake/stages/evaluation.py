@@ -32,7 +32,8 @@ from robust_deepfake.attacks.distortions import distort
 from robust_deepfake.images import read_image, to_rgb
 from robust_deepfake.tensors import rgb_to_unit
 from robust_deepfake.detectors.network import DeepfakeDetector
-from robust_deepfake.detectors.scoring import ALL_FAKES, attack_success_rate, detection_metrics, video_scores
+from robust_deepfake.detectors.scoring import (ALL_FAKES, DFDC_ALPHA, attack_success_rate, detection_metrics,
+                                               video_scores)
 from robust_deepfake.seeding import item_seed
 
 log = logging.getLogger(__name__)
@@ -96,14 +97,11 @@ def score_all(model: DeepfakeDetector, faces: pd.DataFrame, settings: dict, seed
     return pd.concat(tables, ignore_index=True)
 
 
-def _metrics_rows(scores: pd.DataFrame, threshold: float) -> list[dict]:
+def _metrics_rows(scores: pd.DataFrame, threshold: float, alpha: float) -> list[dict]:
     """Frame- and video-level metrics of one test set under one condition."""
-    rows = []
-    frame = detection_metrics(scores["label"].to_numpy(), scores["score"].to_numpy(), threshold)
     video = video_scores(scores)
-    rows.append({"unit": "frame", **frame})
-    rows.append({"unit": "video", **detection_metrics(video["label"].to_numpy(), video["score"].to_numpy(), threshold)})
-    return rows
+    return [{"unit": unit, **detection_metrics(table["label"].to_numpy(), table["score"].to_numpy(), threshold, alpha)}
+            for unit, table in (("frame", scores), ("video", video))]
 
 
 def test_set_views(scores: pd.DataFrame) -> Iterator[tuple[str, pd.DataFrame]]:
@@ -114,9 +112,10 @@ def test_set_views(scores: pd.DataFrame) -> Iterator[tuple[str, pd.DataFrame]]:
     yield ALL_FAKES, scores
 
 
-def metrics_table(scores: pd.DataFrame, threshold: float) -> pd.DataFrame:
-    """metrics.parquet: per test set, condition and unit: acc, auc, eer, ap, counts; for attack
-    conditions also the attack success rate and robust accuracy against the clean scores."""
+def metrics_table(scores: pd.DataFrame, threshold: float, alpha: float = DFDC_ALPHA) -> pd.DataFrame:
+    """metrics.parquet: per test set, condition and unit: acc, auc, eer, ap, DFDC's weighted
+    precision (wp, false alarms weighted by `alpha`), counts; for attack conditions also the
+    attack success rate and robust accuracy against the clean scores."""
     rows = []
     for name, view in test_set_views(scores):
         clean = view[view["condition"] == "clean"].set_index(["media_id", "frame_idx", "test_set"])["score"]
@@ -126,7 +125,7 @@ def metrics_table(scores: pd.DataFrame, threshold: float) -> pd.DataFrame:
                 keyed = group.set_index(["media_id", "frame_idx", "test_set"])
                 extra = attack_success_rate(keyed["label"].to_numpy(), clean.loc[keyed.index].to_numpy(),
                                             keyed["score"].to_numpy(), threshold)
-            for row in _metrics_rows(group, threshold):
+            for row in _metrics_rows(group, threshold, alpha):
                 rows.append({"test_set": name, "condition": condition, "kind": kind, "level": level, **row,
                              **(extra if row["unit"] == "frame" else {})})
     return pd.DataFrame(rows)

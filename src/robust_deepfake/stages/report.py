@@ -30,7 +30,7 @@ from robust_deepfake.detectors.scoring import ALL_FAKES, roc_points  # noqa: E40
 SCENARIO_AXES = ["backbone", "training", "generator", "attack", "poison_rate", "defence"]
 NO_DETECTOR = "none: no training faces"
 # the columns of summary.md, in order (each present one shown as mean ± sd over the seeds)
-SUMMARY_COLUMNS = ["reject_rate", "train_images", "val_auc", "acc", "auc", "video_auc", "eer", "fgsm_asr", "pgd_asr",
+SUMMARY_COLUMNS = ["reject_rate", "train_images", "val_auc", "acc", "auc", "video_auc", "eer", "wp", "fgsm_asr", "pgd_asr",
                    "distorted_auc_mean"]
 
 
@@ -54,7 +54,7 @@ def scenario_row(scenario: dict, metrics: pd.DataFrame, history: pd.DataFrame, p
                val_auc=float(best["val_auc"]))
     if "threshold" in best:
         row["threshold"] = float(best["threshold"])
-    for key in ("acc", "auc", "eer", "ap"):
+    for key in ("acc", "auc", "eer", "ap", "wp"):
         row[key] = float(frame.loc["clean", key])
     row["video_auc"] = float(video.loc["clean", "auc"])
     per_set = metrics[(metrics["condition"] == "clean") & (metrics["unit"] == "frame") & (metrics["test_set"] != ALL_FAKES)]
