@@ -289,13 +289,26 @@ def experiment_scenarios():
 
 def detector_settings(wildcards):
     """The detector keys training reads, with this backbone's own settings over them and only its
-    pretrained file, so that changing another backbone's retrains nothing; and without the seed
-    list: a detector's seed is its own path's, so adding a seed retrains no other."""
+    pretrained file, so that changing another backbone's retrains nothing; without the seed
+    list: a detector's seed is its own path's, so adding a seed retrains no other; and without
+    the adversarial keys for a mode that meets no attack, so that they retrain no plain detector."""
     detector = config["detector"]
-    settings = {key: value for key, value in detector.items() if key not in ("pretrained", "seeds", "backbone_settings")}
+    fixed = ("pretrained", "seeds", "backbone_settings")
+    if TRAINING_MODES[wildcards.training].attack is None:
+        fixed += ("adversarial",)
+    settings = {key: value for key, value in detector.items() if key not in fixed}
     settings.update(detector["backbone_settings"].get(wildcards.backbone, {}))
     settings["pretrained"] = detector["pretrained"].get(wildcards.backbone)
     return settings
+
+
+def starting_detector(wildcards):
+    """The checkpoint a fine-tuning training mode starts from: the detector of the same scenario
+    and seed trained in the mode it names (registry.TRAINING_MODES); none for the other modes."""
+    origin = TRAINING_MODES[wildcards.training].starts_from
+    if origin is None:
+        return {}
+    return {"init": f"{RESULTS}/detectors/{SCENARIO.format(**{**dict(wildcards.items()), 'training': origin})}/model.pt"}
 
 
 def test_fake_manifests():

@@ -1,7 +1,9 @@
 rule train_detector:
     """A detector trained on split B's kept real faces and the fakes made from them, in one
-    scenario of the experiment grid; resumable state lives beside the output, keyed by settings."""
+    scenario of the experiment grid; resumable state lives beside the output, keyed by settings.
+    A fine-tuning mode also reads the plain detector of its scenario and seed."""
     input:
+        unpack(starting_detector),
         reals=f"{RESULTS}/purified/{{attack}}/{{rate}}/{{defence}}/manifest.parquet",
         fakes=f"{RESULTS}/fakes/{{generator}}/{{attack}}/{{rate}}/{{defence}}/manifest.parquet",
     output:

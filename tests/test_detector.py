@@ -22,7 +22,7 @@ TINY = DetectorConfig(backbone="resnet18", image_size=32)
 SETTINGS = {"epochs": 3, "batch_size": 8, "lr": 1e-3, "weight_decay": 0.0, "optimizer": "adamw", "patience": 0,
             "augment": "none", "balance": True,
             "adversarial": {"epsilon": 4 / 255, "step_size": 1 / 255, "steps": 3, "clean_weight": 0.5,
-                            "lipschitz_psi": 10.0, "lipschitz_z": 2.0}}
+                            "lipschitz_psi": 10.0, "lipschitz_z": 2.0, "finetune_epochs": 2}}
 
 
 @pytest.fixture(scope="module")
@@ -167,6 +167,33 @@ def test_training_learns_and_a_killed_run_resumes_to_the_same_weights(faces, tmp
 def test_pgd_training_runs_and_records_each_epoch(faces, tmp_path):
     history = _train(faces, tmp_path, "pgd", mode="pgd")
     assert len(history) == 3 and np.isfinite(history["train_loss"]).all()
+
+
+def test_adversarial_fine_tuning_starts_from_the_plain_checkpoints_weights(faces, tmp_path):
+    _train(faces, tmp_path, "plain")
+    plain = load_detector(tmp_path / "plain.pt").state_dict()
+    train, val = holdout_split(faces, 0.25, seed=0)
+    frozen = {**SETTINGS, "lr": 0.0}  # no step moves a weight: what comes out is what went in
+    history = train_detector(train, val, TINY, frozen, "pgd_finetune", seed=0, out_path=tmp_path / "ft.pt",
+                             work_dir=tmp_path / "ft_work", device=torch.device("cpu"), init_file=tmp_path / "plain.pt")
+    assert len(history) == SETTINGS["adversarial"]["finetune_epochs"]
+    tuned = load_detector(tmp_path / "ft.pt").state_dict()
+    weights = [k for k in plain if "running" not in k and "num_batches" not in k]
+    assert all(torch.equal(plain[k], tuned[k]) for k in weights)
+    torch.manual_seed(0)
+    fresh = DeepfakeDetector(TINY).state_dict()
+    assert not torch.equal(fresh["backbone.conv1.weight"], tuned["backbone.conv1.weight"])
+
+    history = train_detector(train, val, TINY, SETTINGS, "fgsm_finetune", seed=0, out_path=tmp_path / "ft2.pt",
+                             work_dir=tmp_path / "ft2_work", device=torch.device("cpu"), init_file=tmp_path / "plain.pt")
+    assert history["val_auc"].iloc[0] > 0.9  # it begins where the plain detector ended, not at chance
+    with pytest.raises(ValueError, match="starts from plain, but was given no checkpoint"):
+        train_detector(train, val, TINY, SETTINGS, "pgd_finetune", seed=0, out_path=tmp_path / "x.pt",
+                       work_dir=tmp_path / "x", device=torch.device("cpu"))
+    with pytest.raises(ValueError, match="cannot fine-tune"):
+        train_detector(train, val, DetectorConfig(backbone="resnet18", image_size=48), SETTINGS, "pgd_finetune",
+                       seed=0, out_path=tmp_path / "y.pt", work_dir=tmp_path / "y", device=torch.device("cpu"),
+                       init_file=tmp_path / "plain.pt")
 
 
 def test_the_best_epoch_is_ranked_by_hold_out_auc_then_loss():

@@ -105,7 +105,7 @@ def test_demo_attack_side_outputs(demo_run):
 def test_demo_detectors_are_trained_evaluated_and_reported(demo_run):
     results = demo_run / "results" / "smoke"
     table = pd.read_parquet(results / "studies" / "demo" / "summary.parquet")
-    assert len(table) == 4 and set(table["training"]) == {"plain", "pgd"} and set(table["backbone"]) == {
+    assert len(table) == 4 and set(table["training"]) == {"plain", "pgd_finetune"} and set(table["backbone"]) == {
         "resnet18", "spectrum"}
     assert set(table["defence"]) == {"none", "diffpure"} and (table["poison_rate"] == 0.5).all()
     for column in ("acc", "auc", "eer", "ap", "video_auc", "auc_faceswap_ae", "auc_landmark_swap", "pgd_asr",
@@ -125,7 +125,7 @@ def test_demo_detectors_are_trained_evaluated_and_reported(demo_run):
     assert {"clean", "fgsm", "pgd", "GB-1", "GB-5", "VC-1", "VC-5"} == set(metrics["condition"])
     for figure in ("auc_vs_poison_rate", "roc", "accuracy_vs_distortion", "attack_success"):
         assert (results / "studies" / "demo" / "report" / f"{figure}.png").stat().st_size > 1000
-    assert "| resnet18 | pgd |" in (results / "studies" / "demo" / "summary.md").read_text()
+    assert "| resnet18 | pgd_finetune |" in (results / "studies" / "demo" / "summary.md").read_text()
 
 
 def test_complete_run_plans_nothing(demo_run):
@@ -167,6 +167,9 @@ def test_detector_lr_reruns_training_and_evaluation_only(demo_run):
     its own rate (`backbone_settings`), so it is neither retrained nor re-evaluated."""
     assert planned_jobs(demo_run, "--config", "detector={lr: 0.002}") == {
         "train_detector": 5, "evaluate_detector": 5, "summarise_experiments": 1, "all": 1}
+    # the fine-tuning's epochs retrain the fine-tuned detector alone, not the plain one it starts from
+    assert planned_jobs(demo_run, "--config", "detector={adversarial: {finetune_epochs: 3}}") == {
+        "train_detector": 1, "evaluate_detector": 1, "summarise_experiments": 1, "all": 1}
     # an evaluation setting reruns the evaluations, never the training
     assert planned_jobs(demo_run, "--config", "evaluate={levels: [1, 3]}") == {
         "evaluate_detector": 6, "summarise_experiments": 1, "all": 1}

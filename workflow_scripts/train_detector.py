@@ -38,6 +38,6 @@ else:
     with training_state(Path(snakemake.output.model).parent, p, snakemake.input) as work_dir:
         history = train_detector(train, val, config, p.settings, w.training, seed=p.seed,
                                  out_path=snakemake.output.model, work_dir=work_dir, device=resolve_device(p.device),
-                                 pretrained_file=p.settings["pretrained"])
+                                 pretrained_file=p.settings["pretrained"], init_file=snakemake.input.get("init"))
 with atomic_path(snakemake.output.history) as tmp:
     history.to_parquet(tmp, index=False)

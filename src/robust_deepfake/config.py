@@ -39,8 +39,8 @@ def load_schema(path: str | Path = SCHEMA_PATH) -> dict:
         schema = json.load(f)
     for keys, names in SCHEMA_ENUMS.items():
         node = schema
-        for key in keys:
-            node = node["properties"][key]
+        for key in keys:  # through arrays of objects too (the experiment blocks)
+            node = (node["items"] if node.get("type") == "array" else node)["properties"][key]
         (node["items"] if node.get("type") == "array" else node)["enum"] = list(names)
     return schema
 

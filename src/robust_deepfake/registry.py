@@ -163,7 +163,28 @@ def linf_attack(name: str) -> str:
 
 
 EVASION_ATTACKS = ("fgsm", "pgd")  # the evaluation's attacks on the detector
-TRAINING_MODES = ("plain", "fgsm", "pgd")  # detector training: plain, or adversarial with one of the above
+
+
+@dataclass(frozen=True)
+class TrainingMode:
+    """How a detector is trained: the evasion attack every training batch meets (none: plain
+    training), and the mode whose detector of the same scenario and seed it starts from (none:
+    from the backbone's initial weights) for `detector.adversarial.finetune_epochs` epochs."""
+
+    description: str
+    attack: str | None = None
+    starts_from: str | None = None
+
+
+TRAINING_MODES = {
+    "plain": TrainingMode("binary cross-entropy on the clean faces"),
+    "fgsm": TrainingMode("adversarial training from the start, FGSM on every batch", attack="fgsm"),
+    "pgd": TrainingMode("adversarial training from the start, PGD on every batch", attack="pgd"),
+    "fgsm_finetune": TrainingMode("the robust-detector reference's schedule: the plain detector, then adversarial "
+                                  "fine-tuning with FGSM", attack="fgsm", starts_from="plain"),
+    "pgd_finetune": TrainingMode("the plain detector, then adversarial fine-tuning with PGD", attack="pgd",
+                                 starts_from="plain"),
+}
 
 # detector backbones that are not timm models (any timm model name is a backbone too)
 DETECTOR_FAMILIES = {
@@ -177,4 +198,5 @@ SCHEMA_ENUMS = {
     ("poison", "attacks"): tuple(POISON_ATTACKS),
     ("defences",): tuple(DEFENCES),
     ("evaluate", "attacks"): EVASION_ATTACKS,
+    ("experiments", "training"): tuple(TRAINING_MODES),
 }

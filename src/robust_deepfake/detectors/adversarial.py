@@ -19,14 +19,14 @@ def per_sample_bce(model: DeepfakeDetector, labels: torch.Tensor):
     return lambda pixels: F.binary_cross_entropy_with_logits(model(pixels), labels, reduction="none")
 
 
-def adversarial_examples(model: DeepfakeDetector, pixels: torch.Tensor, labels: torch.Tensor, mode: str,
+def adversarial_examples(model: DeepfakeDetector, pixels: torch.Tensor, labels: torch.Tensor, attack: str,
                          settings: dict, rng: torch.Generator) -> torch.Tensor:
     """Attack the batch against the model as it is now. BatchNorm is put in eval mode while
     attacking so that the attack's forward passes do not move its running statistics."""
     was_training = model.training
     model.eval()
     try:
-        result = run_attack(mode, pixels, per_sample_bce(model, labels), settings["epsilon"], settings["steps"],
+        result = run_attack(attack, pixels, per_sample_bce(model, labels), settings["epsilon"], settings["steps"],
                             settings["step_size"], rng=rng, lo=0.0, hi=1.0)
     finally:
         model.train(was_training)
@@ -41,11 +41,12 @@ def lipschitz_penalty(model: DeepfakeDetector, pixels: torch.Tensor, z: float) -
     return grad.abs().pow(z).mean()
 
 
-def batch_loss(model: DeepfakeDetector, pixels: torch.Tensor, labels: torch.Tensor, mode: str, settings: dict,
-               rng: torch.Generator) -> torch.Tensor:
-    if mode == "plain":
+def batch_loss(model: DeepfakeDetector, pixels: torch.Tensor, labels: torch.Tensor, attack: str | None,
+               settings: dict, rng: torch.Generator) -> torch.Tensor:
+    """BCE on the clean batch (`attack` None), or the adversarial training loss with `attack`."""
+    if attack is None:
         return F.binary_cross_entropy_with_logits(model(pixels), labels)
-    adversarial = adversarial_examples(model, pixels, labels, mode, settings, rng)
+    adversarial = adversarial_examples(model, pixels, labels, attack, settings, rng)
     w = settings["clean_weight"]
     loss = (1 - w) * F.binary_cross_entropy_with_logits(model(adversarial), labels)
     if w > 0:

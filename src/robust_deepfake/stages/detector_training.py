@@ -9,11 +9,13 @@ so the detector cannot learn "purification artefacts mean fake" instead of the g
 Model selection uses a held-out share of split B's *source media* (a real video and every fake
 made from it fall on the same side), never split C: C stays untouched for the evaluation stage.
 
-Training modes: `plain`; `fgsm` and `pgd` adversarial training, where every batch is attacked
-against the current model (PGD updates its iterate at every step, in pixel space, clamped to
-[0, 1], see models/detector.py) and the loss mixes clean and adversarial images; in adversarial
-modes the Lipschitz penalty psi * mean(|d sum F(x) / dx|^z) of the robust-detector reference is added on the
-adversarial images when psi > 0.
+Training modes (`registry.TRAINING_MODES`): `plain`; `fgsm` and `pgd` adversarial training, where
+every batch is attacked against the current model (PGD updates its iterate at every step, in pixel
+space, clamped to [0, 1], see detectors/network.py) and the loss mixes clean and adversarial
+images; in adversarial modes the Lipschitz penalty psi * mean(|d sum F(x) / dx|^z) of the
+robust-detector reference is added on the adversarial images when psi > 0. The `*_finetune` modes
+are that reference's schedule: they start from the plain detector of the same scenario and seed
+(`init_file`) and fine-tune it adversarially for `adversarial.finetune_epochs` epochs.
 """
 
 from __future__ import annotations
@@ -181,23 +183,43 @@ def validation_row(model: DeepfakeDetector, val: pd.DataFrame, config: DetectorC
             "val_eer": float(metrics["eer"]), "threshold": threshold}
 
 
+def start_from(model: DeepfakeDetector, path: str | Path) -> None:
+    """Load the weights of the detector a fine-tuning mode starts from. It must be the same model
+    (backbone, input size, normalisation): fine-tuning another one would silently mean nothing."""
+    payload = read_checkpoint(path)
+    if "untrained" in payload:
+        raise NothingToTrain(f"{path}: the detector to fine-tune was never trained: {payload['untrained']}")
+    if payload["config"] != asdict(model.config):
+        raise ValueError(f"cannot fine-tune {path}: it is {payload['config']}, this job trains {asdict(model.config)}")
+    model.load_state_dict(payload["model"])
+    log.info("starting from the weights of %s (its epoch %s)", path, payload.get("epoch"))
+
+
 def train_detector(train: pd.DataFrame, val: pd.DataFrame, config: DetectorConfig, settings: dict, mode: str, *,
                    seed: int, out_path: str | Path, work_dir: str | Path, device: torch.device,
-                   pretrained_file: str | None = None) -> pd.DataFrame:
+                   pretrained_file: str | None = None, init_file: str | Path | None = None) -> pd.DataFrame:
     """Train, keep the checkpoint of the best epoch on the hold-out (`selection_key`) at
     `out_path` with its calibrated threshold, and return the per-epoch history. Training stops
     early when `patience` epochs in a row bring no better epoch (0: never). State is saved to
     `work_dir/last.pt` after every epoch; a rerun of the same job resumes from it (a killed job
-    loses at most one epoch)."""
+    loses at most one epoch). A mode that starts from another mode's detector needs its
+    checkpoint as `init_file`."""
     if mode not in TRAINING_MODES:
-        raise ValueError(f"unknown training mode {mode!r}; known: {TRAINING_MODES}")
+        raise ValueError(f"unknown training mode {mode!r}; known: {', '.join(TRAINING_MODES)}")
+    training = TRAINING_MODES[mode]
+    if (init_file is None) != (training.starts_from is None):
+        raise ValueError(f"training mode {mode} starts from {training.starts_from or 'the backbone'}, "
+                         f"but was given {init_file or 'no checkpoint'}")
     work_dir = Path(work_dir)
     work_dir.mkdir(parents=True, exist_ok=True)
     last, best = work_dir / "last.pt", work_dir / "best.pt"
     model = DeepfakeDetector(config, pretrained_file).to(device)
+    if init_file is not None:
+        start_from(model, init_file)
     optimizer = OPTIMIZERS[settings["optimizer"]](model.parameters(), lr=settings["lr"],
                                                   weight_decay=settings["weight_decay"], fused=True)
-    epochs, patience = settings["epochs"], settings["patience"]
+    epochs = settings["adversarial"]["finetune_epochs"] if training.starts_from else settings["epochs"]
+    patience = settings["patience"]
     scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=epochs)
     attack_rng = torch.Generator().manual_seed(seed)
     start, best_key, history = _resume(last, model, optimizer, scheduler, attack_rng, device)
@@ -218,7 +240,7 @@ def train_detector(train: pd.DataFrame, val: pd.DataFrame, config: DetectorConfi
         losses = []
         for pixels, target in tqdm(loader, desc=f"epoch {epoch + 1}/{epochs} ({mode})", unit="batch", leave=False):
             pixels, target = pixels.to(device), target.to(device)
-            loss = batch_loss(model, pixels, target, mode, settings["adversarial"], attack_rng)
+            loss = batch_loss(model, pixels, target, training.attack, settings.get("adversarial"), attack_rng)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
