@@ -29,7 +29,8 @@ import torch
 import yaml
 
 from bench_report import add_run_arguments, machine, markdown_table, start_run, write_report
-from robust_deepfake.stages.detector_training import holdout_split, score_faces, train_detector, training_set
+from robust_deepfake.detectors.holdout import holdout_split
+from robust_deepfake.stages.detector_training import score_faces, train_detector, training_set
 from robust_deepfake.stages.evaluation import evaluation_faces
 from robust_deepfake.manifest import read_manifest
 from robust_deepfake.detectors.network import DetectorConfig, calibrated_threshold, load_detector

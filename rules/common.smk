@@ -17,9 +17,9 @@ from robust_deepfake.config import validate_config
 from robust_deepfake.fingerprint import script_fingerprint
 from robust_deepfake.stages.ingest import listing_fingerprint, options_from_config
 from robust_deepfake.manifest import shard_digests, shard_name
-from robust_deepfake.registry import (ADAPTIVE_ATTACKS, ADVERSARIAL_GENERATOR_MODELS, DEFENCES, GENERATORS,
-                                      POISON_ATTACKS, PURIFIER_CONFIG_KEYS, RENDERED_LAYOUTS, TRAINED_GENERATORS,
-                                      TRAINING_MODES)
+from robust_deepfake.registry import (ADAPTIVE_ATTACKS, ADVERSARIAL_GENERATOR_MODELS, DEFENCES, DETECTOR_FAMILIES,
+                                      GENERATORS, POISON_ATTACKS, PURIFIER_CONFIG_KEYS, RENDERED_LAYOUTS,
+                                      TRAINED_GENERATORS, TRAINING_MODES)
 
 validate_config(config, schema_path=workflow.source_path("../config/config.schema.json"))
 
@@ -43,6 +43,16 @@ DEFENCE_AXIS = config["defences"]
 # Neural rules declare `resources: gpu=GPU_PER_JOB`: one GPU each unless the one device setting says
 # cpu. A cluster profile turns it into --gpus; locally `--resources gpu=K` caps concurrent GPU jobs.
 GPU_PER_JOB = 0 if config["device"] == "cpu" else 1
+# How the faces are cut (crop_faces), recorded in every detector's checkpoint (train_detector) so
+# that `predict` cuts new media the same way: each mode's own setting only, so that editing
+# another mode's reruns nothing.
+DETECTOR_INPUT = {
+    "mode": config["crop"]["mode"],
+    "size": config["crop"]["size"],
+    "margin": config["crop"]["margin"] if config["crop"]["mode"] == "mtcnn" else None,
+    "center_size": config["crop"]["center_size"] if config["crop"]["mode"] == "center" else None,
+}
+
 # One detector per scenario and training seed; its path names every setting its result depends on.
 SCENARIO = "{backbone}/{training}/{generator}/{attack}/{rate}/{defence}/seed{seed}"
 # the same axes, as one file name (logs, benchmarks)
@@ -287,18 +297,24 @@ def experiment_scenarios():
     return list(scenarios.values())
 
 
+# the detector keys that hold one family's network settings (registry.DETECTOR_FAMILIES)
+FAMILY_SETTINGS = tuple(f.settings for f in DETECTOR_FAMILIES.values() if f.settings)
+
+
 def detector_settings(wildcards):
     """The detector keys training reads, with this backbone's own settings over them and only its
     pretrained file, so that changing another backbone's retrains nothing; without the seed
     list: a detector's seed is its own path's, so adding a seed retrains no other; and without
     the adversarial keys for a mode that meets no attack, so that they retrain no plain detector."""
     detector = config["detector"]
-    fixed = ("pretrained", "seeds", "backbone_settings")
+    fixed = ("pretrained", "seeds", "backbone_settings", *FAMILY_SETTINGS)
     if TRAINING_MODES[wildcards.training].attack is None:
         fixed += ("adversarial",)
     settings = {key: value for key, value in detector.items() if key not in fixed}
     settings.update(detector["backbone_settings"].get(wildcards.backbone, {}))
     settings["pretrained"] = detector["pretrained"].get(wildcards.backbone)
+    family = DETECTOR_FAMILIES.get(wildcards.backbone)
+    settings["network"] = detector[family.settings] if family and family.settings else {}
     return settings
 
 

@@ -1,6 +1,7 @@
 rule crop_faces:
-    """Square face crops at the configured size: margin-enlarged around the detected boxes, or
-    the image's centre for pre-aligned datasets (`crop.mode: center`, StarGAN's preprocessing)."""
+    """Face crops at the configured size: squares margin-enlarged around the detected boxes, the
+    image's centre for pre-aligned datasets (`crop.mode: center`, StarGAN's preprocessing), or the
+    whole frame (`crop.mode: whole`)."""
     input:
         detections=rules.detect_faces.output.manifest,
         frame_dir=rules.extract_frames.output.frames,
@@ -8,11 +9,10 @@ rule crop_faces:
         manifest=f"{RESULTS}/crops/{{shard}}.parquet",
         crops=directory(f"{RESULTS}/crops/{{shard}}"),
     params:
-        mode=config["crop"]["mode"],
-        # each mode's own setting only, so editing the other's reruns nothing
-        margin=config["crop"]["margin"] if config["crop"]["mode"] == "mtcnn" else None,
-        center_size=config["crop"]["center_size"] if config["crop"]["mode"] == "center" else None,
-        size=config["crop"]["size"],
+        mode=DETECTOR_INPUT["mode"],
+        margin=DETECTOR_INPUT["margin"],
+        center_size=DETECTOR_INPUT["center_size"],
+        size=DETECTOR_INPUT["size"],
         image_format=config["crop"]["image_format"],
         code=script_code("crop_faces.py"),
     log:

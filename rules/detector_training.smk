@@ -12,6 +12,7 @@ rule train_detector:
     params:
         settings=detector_settings,
         seed=lambda wildcards: int(wildcards.seed),
+        crop=DETECTOR_INPUT,
         device=config["device"],
         code=script_code("train_detector.py"),
     threads: 1

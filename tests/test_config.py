@@ -129,9 +129,13 @@ def test_an_unknown_backbone_is_refused_before_any_job():
     with pytest.raises(ConfigError) as err:
         validate_config(cfg)
     msg = str(err.value)
-    assert "experiments.0.backbone" in msg and "'resnet999' is neither a detector family of this pipeline (spectrum) nor a timm model" in msg and "resnet18" in msg
-    cfg["experiments"][0]["backbone"] = ["legacy_xception", "efficientnet_b4", "resnet18.a1_in1k", "spectrum"]
+    assert "experiments.0.backbone" in msg and "'resnet999' is neither a detector family of this pipeline " \
+        "(spectrum, ensemble) nor a timm model" in msg and "resnet18" in msg
+    cfg["experiments"][0]["backbone"] = ["legacy_xception", "efficientnet_b4", "resnet18.a1_in1k", "spectrum", "ensemble"]
     validate_config(cfg)
+    cfg["detector"]["ensemble"]["experts"] = ["convnextv2_tiny", "efficientnet_b9"]
+    with pytest.raises(ConfigError, match="'detector.ensemble.experts': 'efficientnet_b9' is not a timm model"):
+        validate_config(cfg)
 
 
 def test_the_timm_names_read_from_its_sources_are_timms_own():

@@ -192,3 +192,12 @@ def test_the_centre_crop_of_a_celeba_image_is_stargans():
     assert small.shape == (128, 128, 3)
     with pytest.raises(ValueError, match="unknown crop mode 'middle'"):
         crop_face(image, (50, 70, 130, 170), points, 0.3, 128, mode="middle")
+
+
+def test_whole_mode_resizes_the_whole_frame_and_scales_landmarks_per_axis():
+    image = np.random.default_rng(0).integers(0, 256, (100, 200, 3), dtype=np.uint8)
+    points = np.array([50, 25, 150, 25, 100, 50, 50, 75, 150, 75], np.float32)
+    crop, region, crop_points = crop_face(image, (80, 20, 120, 80), points, 0.3, 64, mode="whole")
+    assert region == (0, 0, 200, 100) and crop.shape == (64, 64, 3)
+    assert np.array_equal(crop, cv2.resize(image, (64, 64), interpolation=cv2.INTER_AREA))
+    assert crop_points.reshape(5, 2)[4].tolist() == [48, 48]  # x by 64/200, y by 64/100

@@ -12,8 +12,8 @@ import timm
 import torch
 
 from robust_deepfake.stages import detector_training as detector_module
-from robust_deepfake.stages.detector_training import (NothingToTrain, balanced_indices, holdout_split, train_detector,
-                                                      training_set)
+from robust_deepfake.detectors.holdout import holdout_split
+from robust_deepfake.stages.detector_training import NothingToTrain, balanced_indices, train_detector, training_set
 from robust_deepfake.detectors.adversarial import adversarial_examples, lipschitz_penalty
 from robust_deepfake.detectors.network import (DeepfakeDetector, DetectorConfig, UntrainedDetector, load_detector,
                                              save_detector, save_untrained)

@@ -1,6 +1,6 @@
 """The `robust-deepfake` console command.
 
-    robust-deepfake predict PATH [--checkpoint model.pt] [--json]
+    robust-deepfake predict PATH [--checkpoint model.pt] [--whole-image] [--json]
 
 PATH is an image, a video or a folder of them. Without --checkpoint the demo's clean, plainly
 trained detector is used when the demo has been run in the current folder.
@@ -26,9 +26,13 @@ def _parser() -> argparse.ArgumentParser:
     predict.add_argument("--json", action="store_true", help="print one JSON document instead of text")
     predict.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N (default: auto)")
     predict.add_argument("--frames", type=int, default=16, help="frames sampled evenly per video (default: 16)")
-    predict.add_argument("--margin", type=float, default=0.3, help="crop margin, as crop.margin (default: 0.3)")
-    predict.add_argument("--crop-size", type=int, default=64,
-                         help="crop side, as crop.size (default: 64, the default config's)")
+    predict.add_argument("--whole-image", action="store_true",
+                         help="score whole images and frames, resized, with no face crop (the expert ensemble's "
+                              "input); the default: the detector's own training input, which its checkpoint records")
+    predict.add_argument("--margin", type=float, default=None,
+                         help="crop margin instead of the one the detector was trained with (crop.margin)")
+    predict.add_argument("--crop-size", type=int, default=None,
+                         help="crop side instead of the one the detector was trained with (crop.size)")
     return parser
 
 
@@ -49,8 +53,8 @@ def predict(args: argparse.Namespace) -> int:
     import torch
 
     from robust_deepfake.devices import resolve_device
-    from robust_deepfake.detectors.network import calibrated_threshold, load_detector
-    from robust_deepfake.predict import Predictor, media_files
+    from robust_deepfake.detectors.network import calibrated_threshold, load_detector, read_checkpoint
+    from robust_deepfake.predict import Predictor, detector_input, media_files
 
     try:
         files = media_files(args.path)
@@ -59,8 +63,9 @@ def predict(args: argparse.Namespace) -> int:
                                     "or pass --checkpoint results/<dataset>/detectors/.../model.pt)")
         device = resolve_device(args.device)
         torch.set_num_threads(1)
-        predictor = Predictor(load_detector(args.checkpoint, device), device, margin=args.margin,
-                              crop_size=args.crop_size, frames_per_video=args.frames,
+        payload = read_checkpoint(args.checkpoint)
+        cut = detector_input(payload, whole_image=args.whole_image, margin=args.margin, crop_size=args.crop_size)
+        predictor = Predictor(load_detector(args.checkpoint, device), device, cut=cut, frames_per_video=args.frames,
                               threshold=calibrated_threshold(args.checkpoint))
     except (FileNotFoundError, ValueError) as exc:
         print(f"robust-deepfake predict: {exc}", file=sys.stderr)

@@ -205,6 +205,11 @@ def _check_backbones(config: dict) -> list[str]:
             problems.append(f"config key 'experiments.{i}.backbone': {name!r} is neither a detector family of this "
                             f"pipeline ({', '.join(DETECTOR_FAMILIES)}) nor a timm model"
                             + (f" (similar: {', '.join(close)})" if close else ""))
+    for name in config["detector"].get("ensemble", {}).get("experts", []):
+        if name.split(".")[0] not in timm_names:
+            close = difflib.get_close_matches(name, timm_names, n=5, cutoff=0.7)
+            problems.append(f"config key 'detector.ensemble.experts': {name!r} is not a timm model"
+                            + (f" (similar: {', '.join(close)})" if close else ""))
     return problems
 
 
@@ -212,7 +217,7 @@ def _check_backbone_settings(config: dict, schema: dict) -> list[str]:
     """Per-backbone detector settings may change training keys only, each to a value the schema
     allows for that key."""
     schema = schema["properties"]["detector"]["properties"]
-    fixed = {"backbone_settings", "seeds", "pretrained"}
+    fixed = {"backbone_settings", "seeds", "pretrained", *(f.settings for f in DETECTOR_FAMILIES.values() if f.settings)}
     problems = []
     for backbone, changes in config["detector"].get("backbone_settings", {}).items():
         for key, value in changes.items():

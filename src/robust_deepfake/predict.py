@@ -1,10 +1,12 @@
 """`robust-deepfake predict`: score an image, a folder or a video with a trained detector.
 
 The same chain as the pipeline, for media it has never seen: frames sampled evenly over a video,
-MTCNN finds the largest face, the square crop with the pipeline's margin and size, the detector's
-probability of fake per face, and per video the mean over its faces (the evaluation's video
-level). The expert-ensemble reference's `infer.py` scores whole images; here faces are scored, as the detector was
-trained on faces. Media without a face or that cannot be read are reported, never scored.
+each cut as the detector's training faces were (the checkpoint records it: `stages.crop.DetectorInput`),
+the detector's probability of fake per face, and per video the mean over its faces (the
+evaluation's video level). Face crops (`mtcnn`): MTCNN finds the largest face and the square crop
+takes the training's margin and size. Whole images (`whole`, or `--whole-image` for any
+detector): the whole frame resized, as the expert-ensemble reference's `infer.py` scores images.
+Media without a face or that cannot be read are reported, never scored.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ import cv2
 import numpy as np
 import torch
 
-from robust_deepfake.stages.crop import crop_face
+from robust_deepfake.stages.crop import DetectorInput, crop_face
 from robust_deepfake.stages.face_detection import build_detector, detect_batch
 from robust_deepfake.stages.frames import frame_indices, read_video_frames
 from robust_deepfake.datasets import IMAGE_SUFFIXES, VIDEO_SUFFIXES
@@ -67,17 +69,61 @@ def _frames(path: Path, frames_per_video: int) -> tuple[str, dict[int, np.ndarra
     return "image", {0: cv2.cvtColor(read_image(path), cv2.COLOR_BGR2RGB)}
 
 
-class Predictor:
-    """A detector plus the face detector and crop settings that feed it. The crop settings and the
-    frame count have no defaults here: `robust-deepfake predict`'s options own them, so they are
-    stated once."""
+def detector_input(payload: dict, *, whole_image: bool = False, margin: float | None = None,
+                   crop_size: int | None = None) -> DetectorInput:
+    """How to cut media for the detector in `payload` (a checkpoint's): as its training faces were,
+    with the user's overrides. A checkpoint from before detectors recorded it needs the crop
+    settings of the run that trained it, since any default here could silently be the wrong one."""
+    recorded = dict(payload.get("input") or {})
+    if not recorded:
+        if whole_image:
+            recorded = {"mode": "whole", "size": payload["config"]["image_size"]}
+        elif margin is None or crop_size is None:
+            raise ValueError("this checkpoint does not record how its faces were cut (written before checkpoints "
+                             "did): pass --margin and --crop-size, the crop settings of the run that trained it, "
+                             "or --whole-image")
+        else:
+            recorded = {"mode": "mtcnn", "size": crop_size, "margin": margin}
+    if whole_image:
+        recorded = {"mode": "whole", "size": recorded["size"]}
+    if margin is not None and recorded["mode"] == "mtcnn":
+        recorded["margin"] = margin
+    if crop_size is not None:
+        recorded["size"] = crop_size
+    return DetectorInput(**recorded)
 
-    def __init__(self, model: DeepfakeDetector, device: torch.device, *, margin: float, crop_size: int,
+
+class Predictor:
+    """A detector plus what cuts its input from a frame (`cut`, from `detector_input`): MTCNN and
+    the crop for face crops, the frame itself for whole images and pre-aligned centre crops."""
+
+    def __init__(self, model: DeepfakeDetector, device: torch.device, *, cut: DetectorInput,
                  frames_per_video: int, threshold: float, min_confidence: float = 0.9) -> None:
-        self.model, self.device, self.threshold = model.eval(), device, threshold
-        self.faces = build_detector(str(device), min_face_size=40, thresholds=(0.6, 0.7, 0.7), scale_factor=0.709)
-        self.margin, self.crop_size, self.min_confidence = margin, crop_size, min_confidence
-        self.frames_per_video = frames_per_video
+        self.model, self.device, self.threshold, self.cut = model.eval(), device, threshold, cut
+        self.faces = (build_detector(str(device), min_face_size=40, thresholds=(0.6, 0.7, 0.7), scale_factor=0.709)
+                      if cut.mode == "mtcnn" else None)
+        self.min_confidence, self.frames_per_video = min_confidence, frames_per_video
+
+    def _cut(self, frames: dict[int, np.ndarray]) -> tuple[list[np.ndarray], list[dict]]:
+        """(RGB inputs, one record per input): a face crop per frame with a face, or every frame."""
+        indices = sorted(frames)
+        if self.faces is None:
+            found = [{"box": (0, 0, 1, 1), "landmarks": np.zeros(10, np.float32)}] * len(indices)
+        else:
+            found = detect_batch(self.faces, [frames[i] for i in indices], 640, self.min_confidence, "largest")
+        crops, records = [], []
+        for index, face in zip(indices, found):
+            if face is None:
+                continue
+            bgr = cv2.cvtColor(frames[index], cv2.COLOR_RGB2BGR)
+            crop, region, _ = crop_face(bgr, face["box"], np.asarray(face["landmarks"]).reshape(-1), self.cut.margin,
+                                        self.cut.size, self.cut.mode, self.cut.center_size)
+            crops.append(cv2.cvtColor(crop, cv2.COLOR_BGR2RGB))
+            record = {"frame": int(index), "region": [int(v) for v in region]}
+            if self.faces is not None:
+                record.update(box=[round(float(v), 1) for v in face["box"]], confidence=round(face["confidence"], 4))
+            records.append(record)
+        return crops, records
 
     def __call__(self, path: Path) -> MediaPrediction:
         kind = "video" if path.suffix.lower() in VIDEO_SUFFIXES else "image"
@@ -85,17 +131,7 @@ class Predictor:
             kind, frames = _frames(path, self.frames_per_video)
         except MediaError as exc:
             return MediaPrediction(str(path), kind, error=str(exc.reason), threshold=self.threshold)
-        indices = sorted(frames)
-        found = detect_batch(self.faces, [frames[i] for i in indices], 640, self.min_confidence, "largest")
-        crops, faces = [], []
-        for index, face in zip(indices, found):
-            if face is None:
-                continue
-            bgr = cv2.cvtColor(frames[index], cv2.COLOR_RGB2BGR)
-            crop, _, _ = crop_face(bgr, face["box"], face["landmarks"].reshape(-1), self.margin, self.crop_size)
-            crops.append(cv2.cvtColor(crop, cv2.COLOR_BGR2RGB))
-            faces.append({"frame": int(index), "box": [round(float(v), 1) for v in face["box"]],
-                          "confidence": round(face["confidence"], 4)})
+        crops, faces = self._cut(frames)
         if not crops:
             where = f"any of the {len(frames)} sampled frames" if kind == "video" else "the image"
             return MediaPrediction(str(path), kind, error=f"no face found in {where}", threshold=self.threshold)

@@ -186,9 +186,23 @@ TRAINING_MODES = {
                                  starts_from="plain"),
 }
 
-# detector backbones that are not timm models (any timm model name is a backbone too)
+
+
+@dataclass(frozen=True)
+class DetectorFamily:
+    """A detector backbone that is not one timm model (any timm model name is a backbone too).
+    `settings` is the `detector:` config key holding its network's own settings (None: it has
+    none); they reach only this family's jobs and are recorded in its checkpoints."""
+
+    what: str
+    settings: str | None = None
+
+
 DETECTOR_FAMILIES = {
-    "spectrum": "Durall et al. 2019: azimuthally averaged log power spectrum of the grey face, linear head",
+    "spectrum": DetectorFamily("Durall et al. 2019: azimuthally averaged log power spectrum of the grey face, "
+                               "linear head"),
+    "ensemble": DetectorFamily("the image-track winner's expert ensemble: timm experts with two-class heads, "
+                               "CE + KL + NCE, mean fake probability", settings="ensemble"),
 }
 
 # the config schema's list-valued keys whose allowed values are a family above (config.load_schema)

@@ -43,14 +43,15 @@ def lipschitz_penalty(model: DeepfakeDetector, pixels: torch.Tensor, z: float) -
 
 def batch_loss(model: DeepfakeDetector, pixels: torch.Tensor, labels: torch.Tensor, attack: str | None,
                settings: dict, rng: torch.Generator) -> torch.Tensor:
-    """BCE on the clean batch (`attack` None), or the adversarial training loss with `attack`."""
+    """The detector's own training loss (`DeepfakeDetector.training_loss`) on the clean batch
+    (`attack` None), or the adversarial training loss with `attack`, the same loss on both parts."""
     if attack is None:
-        return F.binary_cross_entropy_with_logits(model(pixels), labels)
+        return model.training_loss(pixels, labels)
     adversarial = adversarial_examples(model, pixels, labels, attack, settings, rng)
     w = settings["clean_weight"]
-    loss = (1 - w) * F.binary_cross_entropy_with_logits(model(adversarial), labels)
+    loss = (1 - w) * model.training_loss(adversarial, labels)
     if w > 0:
-        loss = loss + w * F.binary_cross_entropy_with_logits(model(pixels), labels)
+        loss = loss + w * model.training_loss(pixels, labels)
     if settings["lipschitz_psi"] > 0:
         loss = loss + settings["lipschitz_psi"] * lipschitz_penalty(model, adversarial, settings["lipschitz_z"])
     return loss

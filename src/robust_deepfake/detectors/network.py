@@ -24,6 +24,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from robust_deepfake.checkpoints import read_payload, save_checkpoint
+from robust_deepfake.detectors.ensemble import ExpertEnsemble
 from robust_deepfake.detectors.spectrum import SpectrumDetector
 
 CHECKPOINT_FORMAT = "robust_deepfake.stages.detector_training"
@@ -43,7 +44,7 @@ class DetectorConfig:
     mean: tuple[float, float, float] = (0.5, 0.5, 0.5)
     std: tuple[float, float, float] = (0.5, 0.5, 0.5)
     drop_rate: float = 0.0
-    extra: dict = field(default_factory=dict)  # timm keyword arguments (e.g. drop_path_rate)
+    extra: dict = field(default_factory=dict)  # a family's settings, or timm keyword arguments (drop_path_rate)
 
 
 class DeepfakeDetector(nn.Module):
@@ -56,15 +57,29 @@ class DeepfakeDetector(nn.Module):
         self.register_buffer("mean", torch.tensor(config.mean, dtype=torch.float32).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(config.std, dtype=torch.float32).view(1, 3, 1, 1), persistent=False)
 
-    def forward(self, pixels: torch.Tensor) -> torch.Tensor:
+    def backbone_input(self, pixels: torch.Tensor) -> torch.Tensor:
+        """Pixels in [0, 1] at any size -> the backbone's input: its size, its normalisation."""
         size = self.config.image_size
         if pixels.shape[-2:] != (size, size):
             pixels = F.interpolate(pixels, size=(size, size), mode="bilinear", align_corners=False, antialias=True)
-        return self.backbone((pixels - self.mean) / self.std).squeeze(1)
+        return (pixels - self.mean) / self.std
+
+    def forward(self, pixels: torch.Tensor) -> torch.Tensor:
+        return self.backbone(self.backbone_input(pixels)).squeeze(1)
+
+    def training_loss(self, pixels: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        """The loss this detector trains on: its family's own where it has one (the expert
+        ensemble's three terms), else BCE on the logit."""
+        own = getattr(self.backbone, "training_loss", None)
+        if own is None:
+            return F.binary_cross_entropy_with_logits(self(pixels), labels)
+        return own(self.backbone_input(pixels), labels)
 
 
-# the backbones that are not timm models (registry.DETECTOR_FAMILIES names them), by name
-FAMILIES = {"spectrum": lambda config: SpectrumDetector(config.image_size, **config.extra)}
+# the backbones that are not timm models (registry.DETECTOR_FAMILIES names them), by name; each
+# takes the config's `extra` (the family's own settings, recorded in the checkpoint) as arguments
+FAMILIES = {"spectrum": lambda config: SpectrumDetector(config.image_size, **config.extra),
+            "ensemble": lambda config: ExpertEnsemble(**config.extra)}
 
 
 def create_backbone(config: DetectorConfig, pretrained_file: str | Path | None = None) -> nn.Module:

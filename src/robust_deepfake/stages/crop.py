@@ -13,14 +13,20 @@ keeps every crop square, at the cost of the face being off-centre near borders.
 
 Pre-aligned datasets (CelebA's `img_align_celeba`) are cropped as the models trained on them
 expect instead (`mode: center`): StarGAN's preprocessing, the central `center_size` square
-(torchvision's `CenterCrop(178)`, its rounding) resized to the crop size. The detection still
-decides which images hold a face and gives the landmarks the later stages read.
+(torchvision's `CenterCrop(178)`, its rounding) resized to the crop size. `mode: whole` keeps the
+whole frame, resized to size x size, as the image-track winner's detector sees its input (its
+`infer.py` resizes every image to 512 x 512, aspect ratio not kept: neither is it here). In both,
+the detection still decides which images hold a face and gives the landmarks the later stages read.
+
+What a detector was trained on (`DetectorInput`) is written into its checkpoint, so that
+`robust-deepfake predict` cuts new media the same way without restating the settings.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
@@ -34,7 +40,17 @@ from robust_deepfake.paths import item_path
 
 log = logging.getLogger(__name__)
 
-CROP_MODES = ("mtcnn", "center")
+
+
+@dataclass(frozen=True)
+class DetectorInput:
+    """How the faces a detector trained on were cut: the crop mode, the crop side, and the mode's
+    own setting (the margin of `mtcnn`, the square of `center`)."""
+
+    mode: str
+    size: int
+    margin: float | None = None
+    center_size: int | None = None
 
 
 def square_box(box: Sequence[float], margin: float, frame_w: int, frame_h: int) -> tuple[int, int, int, int]:
@@ -59,35 +75,44 @@ def center_box(side: int, frame_w: int, frame_h: int) -> tuple[int, int, int, in
     return left, top, left + side, top + side
 
 
+# crop mode -> the region (x1, y1, x2, y2) it cuts, from (box, margin, center_size, frame_w, frame_h)
+CROP_MODES = {
+    "mtcnn": lambda box, margin, center_size, w, h: square_box(box, margin, w, h),
+    "center": lambda box, margin, center_size, w, h: center_box(center_size, w, h),
+    "whole": lambda box, margin, center_size, w, h: (0, 0, w, h),
+}
+
+
 def crop_region(mode: str, box: Sequence[float], margin: float, center_size: int, frame_w: int,
                 frame_h: int) -> tuple[int, int, int, int]:
-    """The square a crop is cut from: around the detected box (`mtcnn`) or the image's centre
-    (`center`, for pre-aligned datasets); module docstring."""
+    """The region a crop is cut from: the square around the detected box (`mtcnn`), the image's
+    centre (`center`, pre-aligned datasets) or the whole frame (`whole`); module docstring."""
     if mode not in CROP_MODES:
-        raise ValueError(f"unknown crop mode {mode!r}; known: {CROP_MODES}")
-    return center_box(center_size, frame_w, frame_h) if mode == "center" else square_box(box, margin, frame_w, frame_h)
+        raise ValueError(f"unknown crop mode {mode!r}; known: {', '.join(CROP_MODES)}")
+    return CROP_MODES[mode](box, margin, center_size, frame_w, frame_h)
 
 
 def crop_face(image_bgr: np.ndarray, box: Sequence[float], landmarks: Sequence[float], margin: float,
               size: int, mode: str = "mtcnn",
               center_size: int = 178) -> tuple[np.ndarray, tuple[int, int, int, int], np.ndarray]:
-    """Cut the crop's square (`crop_region`) and resize it to size x size; return the crop, its
-    square in frame pixels and the 5 landmarks in crop pixels (flat x, y pairs, float32).
+    """Cut the crop's region (`crop_region`) and resize it to size x size; return the crop, its
+    region in frame pixels and the 5 landmarks in crop pixels (flat x, y pairs, float32).
 
     INTER_AREA when shrinking avoids aliasing; INTER_CUBIC when enlarging keeps edges sharper than
-    bilinear. Landmarks use continuous coordinates: the square [x1, x2) maps onto [0, size)."""
+    bilinear. Landmarks use continuous coordinates: the region [x1, x2) maps onto [0, size), per
+    axis (only `whole` has two scales)."""
     frame_h, frame_w = image_bgr.shape[:2]
     cx1, cy1, cx2, cy2 = crop_region(mode, box, margin, center_size, frame_w, frame_h)
     region = image_bgr[cy1:cy2, cx1:cx2]
-    side = cx2 - cx1
-    if side == size:
+    width, height = cx2 - cx1, cy2 - cy1
+    if width == height == size:
         crop = region.copy()
     else:
-        interpolation = cv2.INTER_AREA if side > size else cv2.INTER_CUBIC
+        interpolation = cv2.INTER_AREA if width * height > size * size else cv2.INTER_CUBIC
         crop = cv2.resize(region, (size, size), interpolation=interpolation)
     points = np.asarray(landmarks, dtype=np.float32).reshape(5, 2)
-    scale = size / side
-    crop_points = (points - np.array([cx1, cy1], np.float32)) * np.float32(scale)
+    scale = np.array([size / width, size / height], np.float32)
+    crop_points = (points - np.array([cx1, cy1], np.float32)) * scale
     return crop, (cx1, cy1, cx2, cy2), crop_points.reshape(10).astype(np.float32)
 
 

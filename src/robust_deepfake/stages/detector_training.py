@@ -24,6 +24,7 @@ import logging
 import time
 from dataclasses import asdict
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -40,6 +41,9 @@ from robust_deepfake.detectors.scoring import balanced_threshold, detection_metr
 from robust_deepfake.images import read_rgb
 from robust_deepfake.registry import TRAINING_MODES
 from robust_deepfake.seeding import item_seed
+
+if TYPE_CHECKING:
+    from timm.utils import ModelEmaV3
 
 log = logging.getLogger(__name__)
 
@@ -72,20 +76,6 @@ def training_set(purified: pd.DataFrame, fakes: pd.DataFrame, scenario: str) -> 
         raise NothingToTrain(f"{scenario}: nothing to train a detector on ({len(reals)} real faces passed the "
                          f"reject step, {len(fakes)} fakes); a higher purify.reject_factor keeps more faces")
     return pd.concat([reals, fakes], ignore_index=True)
-
-
-def holdout_split(faces: pd.DataFrame, fraction: float, seed: int) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """(train, validation) by source media, so a real video and its fakes stay together. Each
-    source goes to validation by its own seeded draw, so adding media moves no other media."""
-    sources = faces["source_media_id"].unique()
-    draws = {s: (item_seed(seed, "holdout", s) % 10_000) / 10_000 for s in sources}
-    in_val = faces["source_media_id"].map(draws) < fraction
-    train, val = faces[~in_val], faces[in_val]
-    if fraction > 0 and (val["label"].nunique() < 2 or train["label"].nunique() < 2):
-        log.warning("validation hold-out of %d faces lacks a class; selecting on the training faces instead",
-                    len(val))
-        return faces.reset_index(drop=True), faces.reset_index(drop=True)
-    return train.reset_index(drop=True), val.reset_index(drop=True)
 
 
 def balanced_indices(labels: np.ndarray, rng: np.random.Generator) -> np.ndarray:
@@ -138,11 +128,11 @@ def _usable_state(path: Path, config: DetectorConfig, device: torch.device) -> d
     return payload
 
 
-def _resume(path: Path, model: DeepfakeDetector, optimizer, scheduler, rng: torch.Generator,
+def _resume(path: Path, model: DeepfakeDetector, optimizer, scheduler, rng: torch.Generator, ema: ModelEmaV3 | None,
             device: torch.device) -> tuple[int, tuple[float, float], list[dict]]:
-    """Where an interrupted run stopped: weights, optimizer, schedule, RNGs, the best epoch's
-    selection key and the history; epoch 0 when there is no usable state (an unusable one is
-    discarded, logged)."""
+    """Where an interrupted run stopped: weights (and their average), optimizer, schedule, RNGs,
+    the best epoch's selection key and the history; epoch 0 when there is no usable state (an
+    unusable one is discarded, logged)."""
     payload = resumable_state(path, lambda p: _usable_state(p, model.config, device), "detector training state")
     if payload is None:
         return 0, NO_EPOCH, []
@@ -152,6 +142,8 @@ def _resume(path: Path, model: DeepfakeDetector, optimizer, scheduler, rng: torc
     scheduler.load_state_dict(state["scheduler"])
     rng.set_state(state["rng"].cpu())
     torch.set_rng_state(state["torch_rng"].cpu())
+    if ema is not None:
+        ema.module.load_state_dict(state["ema"])
     log.info("resuming detector training from %s after epoch %d", path, state["epoch"])
     return int(state["epoch"]), tuple(state["best"]), list(state["history"])
 
@@ -197,13 +189,15 @@ def start_from(model: DeepfakeDetector, path: str | Path) -> None:
 
 def train_detector(train: pd.DataFrame, val: pd.DataFrame, config: DetectorConfig, settings: dict, mode: str, *,
                    seed: int, out_path: str | Path, work_dir: str | Path, device: torch.device,
-                   pretrained_file: str | None = None, init_file: str | Path | None = None) -> pd.DataFrame:
+                   pretrained_file: str | None = None, init_file: str | Path | None = None,
+                   input_record: dict | None = None) -> pd.DataFrame:
     """Train, keep the checkpoint of the best epoch on the hold-out (`selection_key`) at
     `out_path` with its calibrated threshold, and return the per-epoch history. Training stops
     early when `patience` epochs in a row bring no better epoch (0: never). State is saved to
     `work_dir/last.pt` after every epoch; a rerun of the same job resumes from it (a killed job
     loses at most one epoch). A mode that starts from another mode's detector needs its
-    checkpoint as `init_file`."""
+    checkpoint as `init_file`. `input_record` (how the faces were cut: `stages.crop.DetectorInput`)
+    goes into the checkpoint as `input`, for `predict`."""
     if mode not in TRAINING_MODES:
         raise ValueError(f"unknown training mode {mode!r}; known: {', '.join(TRAINING_MODES)}")
     training = TRAINING_MODES[mode]
@@ -222,7 +216,10 @@ def train_detector(train: pd.DataFrame, val: pd.DataFrame, config: DetectorConfi
     patience = settings["patience"]
     scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=epochs)
     attack_rng = torch.Generator().manual_seed(seed)
-    start, best_key, history = _resume(last, model, optimizer, scheduler, attack_rng, device)
+    ema = weight_average(model, settings.get("ema_decay", 0.0))
+    start, best_key, history = _resume(last, model, optimizer, scheduler, attack_rng, ema, device)
+    # the detector that is validated and kept: the weights' average where there is one
+    kept = model if ema is None else ema.module
 
     data = FaceImages(train, config.image_size, settings["augment"])
     labels = data.labels.astype(int)
@@ -244,20 +241,22 @@ def train_detector(train: pd.DataFrame, val: pd.DataFrame, config: DetectorConfi
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
+            if ema is not None:
+                ema.update(model, step=optimizer_steps(optimizer))
             losses.append(float(loss.detach()))
         scheduler.step()
         row = {"epoch": epoch + 1, "train_loss": float(np.mean(losses)) if losses else float("nan"),
                "train_images": int(len(indices)),
-               **validation_row(model, val, config, settings["batch_size"], device),
+               **validation_row(kept, val, config, settings["batch_size"], device),
                "lr": float(optimizer.param_groups[0]["lr"]), "seconds": time.perf_counter() - began}
         row["best"] = selection_key(row) > best_key
         if row["best"]:
             best_key = selection_key(row)
-            save_detector(model, best, extra={"epoch": epoch + 1, "val_auc": row["val_auc"],
-                                              "threshold": row["threshold"]})
+            save_detector(kept, best, extra={"epoch": epoch + 1, "val_auc": row["val_auc"],
+                                             "threshold": row["threshold"], "input": input_record or {}})
         history.append(row)
         save_detector(model, last, extra={"training": _state(optimizer, scheduler, epoch + 1, best_key, history,
-                                                             attack_rng)})
+                                                             attack_rng, ema)})
         # logged after the save, so that a logged epoch is always one a rerun can resume after
         log.info("epoch %d: loss %.4f, val AUC %.4f, val loss %.4f, acc %.3f at threshold %.3f, %.1f s", epoch + 1,
                  row["train_loss"], row["val_auc"], row["val_loss"], row["val_acc"], row["threshold"], row["seconds"])
@@ -267,7 +266,27 @@ def train_detector(train: pd.DataFrame, val: pd.DataFrame, config: DetectorConfi
 
 
 def _state(optimizer, scheduler, epoch: int, best_key: tuple[float, float], history: list[dict],
-           rng: torch.Generator) -> dict:
-    return {"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(), "epoch": epoch,
-            "best": list(best_key), "history": history, "rng": rng.get_state(),
-            "torch_rng": torch.get_rng_state()}
+           rng: torch.Generator, ema: ModelEmaV3 | None) -> dict:
+    state = {"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(), "epoch": epoch,
+             "best": list(best_key), "history": history, "rng": rng.get_state(), "torch_rng": torch.get_rng_state()}
+    if ema is not None:
+        state["ema"] = ema.module.state_dict()
+    return state
+
+
+def weight_average(model: DeepfakeDetector, decay: float) -> ModelEmaV3 | None:
+    """The exponential moving average of the weights (timm's), or None for decay 0. Its warm-up
+    (decay min(d, 1 - (1 + step)^(-2/3))) lets a short run's average follow the training instead
+    of holding on to the initial weights: at 0.995 a few hundred steps would otherwise leave
+    them a large share of it."""
+    if not decay:
+        return None
+    from timm.utils import ModelEmaV3  # timm's import (seconds) is paid only by the jobs that average
+
+    return ModelEmaV3(model, decay=decay, use_warmup=True)
+
+
+def optimizer_steps(optimizer: torch.optim.Optimizer) -> int:
+    """Steps taken so far, read from the optimizer's own state (so a resumed run counts on)."""
+    states = [s for s in optimizer.state.values() if "step" in s]
+    return int(states[0]["step"]) if states else 0
