@@ -5,10 +5,12 @@ Training images/s counts the images of one epoch over its wall time (reading PNG
 augmentations, forward/backward; FGSM/PGD modes include their attack steps and the Lipschitz
 penalty). Evaluation images/s is per condition: clean scoring, FGSM, PGD (40 steps) and one
 distortion (VC, the most expensive: an H.264 round trip per face). The faces are synthetic 128 px
-PNGs; throughput does not depend on what they show.
+PNGs; throughput does not depend on what they show. Backbone `ensemble` is the expert ensemble of
+`--experts` (its training loss CE + KL + NCE, its EMA), read against the rows of its experts alone.
 
-    .venv/bin/python bench/bench_detector.py [--backbones resnet18 efficientnet_b0] [--image-size 64]
-        [--images 64] [--modes plain fgsm pgd] [--threads 1] [--out bench/out]
+    .venv/bin/python bench/bench_detector.py [--backbones resnet18 efficientnet_b0 ensemble]
+        [--experts resnet18 efficientnet_b0] [--image-size 64] [--images 64] [--modes plain fgsm pgd]
+        [--threads 1] [--out bench/out]
 
 Writes <out>/bench_detector.md (the Markdown table, also printed) and <out>/bench_detector.json.
 """
@@ -49,7 +51,7 @@ def faces(root: Path, count: int) -> pd.DataFrame:
 
 def train_rate(config: DetectorConfig, data: pd.DataFrame, mode: str, work: Path) -> float:
     settings = {"epochs": 1, "batch_size": 32, "lr": 1e-3, "weight_decay": 0.0, "augment": "strong", "balance": False,
-                "adversarial": ADVERSARIAL}
+                "adversarial": ADVERSARIAL, "ema_decay": 0.995 if config.backbone == "ensemble" else 0.0}
     history = train_detector(data, data.head(2), config, settings, mode, seed=0, out_path=work / f"{mode}.pt",
                              work_dir=work / mode, device=torch.device("cpu"))
     return len(data) / float(history["seconds"].iloc[0])
@@ -63,7 +65,9 @@ def evaluation_rate(model: DeepfakeDetector, data: pd.DataFrame, kind: str, leve
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--backbones", nargs="+", default=["resnet18", "efficientnet_b0"])
+    parser.add_argument("--backbones", nargs="+", default=["resnet18", "efficientnet_b0", "ensemble"])
+    parser.add_argument("--experts", nargs="+", default=["resnet18", "efficientnet_b0"],
+                        help="the experts of backbone ensemble")
     parser.add_argument("--image-size", type=int, default=64)
     parser.add_argument("--images", type=int, default=64)
     parser.add_argument("--modes", nargs="+", default=["plain", "fgsm", "pgd"])
@@ -75,8 +79,10 @@ def main() -> None:
     with TemporaryDirectory() as tmp:
         data = faces(Path(tmp), args.images)
         for backbone in args.backbones:
-            config = DetectorConfig(backbone=backbone, image_size=args.image_size)
-            row = {"backbone": backbone, "input": args.image_size}
+            extra = {"experts": args.experts} if backbone == "ensemble" else {}
+            config = DetectorConfig(backbone=backbone, image_size=args.image_size, extra=extra)
+            row = {"backbone": backbone if not extra else f"ensemble({'+'.join(args.experts)})",
+                   "input": args.image_size}
             for mode in args.modes:
                 row[f"train {mode}"] = train_rate(config, data, mode, Path(tmp) / backbone)
             model = DeepfakeDetector(config).eval()

@@ -9,6 +9,7 @@ rule split:
         fractions=config["split"]["fractions"],
         use_official_test=config["split"]["use_official_test"],
         official_overlap=config["split"]["official_overlap"],
+        frames_per_video=config["split"]["frames_per_video"],
         seed=config["seed"],
         code=script_code("split.py"),
     log:

@@ -93,6 +93,18 @@ def test_presets_need_only_the_root(preset):
     validate_config(cfg)
 
 
+def test_the_celebdf_preset_holds_xception_and_efficientnet_at_their_own_input():
+    cfg = merged(default_config(), yaml.safe_load((REPO / "config" / "presets" / "celebdf.yaml").read_text()))
+    cfg["dataset_root"] = "/data/celebdf"
+    validate_config(cfg)
+    own = cfg["detector"]["backbone_settings"]
+    assert (own["legacy_xception"]["image_size"], own["legacy_xception"]["mean"]) == (299, [0.5, 0.5, 0.5])
+    assert (own["efficientnet_b4"]["image_size"], own["efficientnet_b4"]["std"]) == (380, [0.229, 0.224, 0.225])
+    assert cfg["split"]["frames_per_video"]["C"] == 20 and cfg["frames"]["per_video"] == 25
+    assert cfg["experiments"] == [{"backbone": ["legacy_xception", "efficientnet_b4"],
+                                   "training": ["plain", "pgd_finetune"]}]
+
+
 def test_defaults_fill_a_short_config():
     cfg = {"dataset": {"name": "x", "layout": "demo"}, "shards": 2, "frames": {}, "faces": {}, "crop": {}, "split": {}}
     validate_config(cfg)

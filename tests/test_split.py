@@ -127,3 +127,20 @@ def test_the_summary_says_when_a_part_cannot_have_both_labels():
     # a dataset of reals only (the demo, CelebA: fakes are made later) lacks nothing
     _, summary = split_of(few_groups(real_only=12, fake_only=0, both=0))
     assert not summary["part"].str.startswith("missing:").any()
+
+
+def test_each_part_keeps_its_own_number_of_evenly_spaced_frames():
+    media = ffpp_like(40)
+    faces = pd.concat([media.assign(frame_idx=f, face_path=[f"/crops/{m}/{f}.png" for m in media["media_id"]],
+                                    error=None) for f in range(0, 50, 5)], ignore_index=True)  # 10 frames each
+    for column in CROP_COLUMNS:
+        if column not in faces:
+            faces[column] = None
+    tables, summary = split_faces(faces, {"A": 0.7, "B": 0.2, "C": 0.1}, seed=0, use_official_test=False,
+                                  official_overlap="drop", frames_per_video={"B": 5, "C": 4})
+    per_media = {p: tables[p].groupby("media_id")["frame_idx"].apply(list) for p in "ABC"}
+    assert all(len(frames) == 10 for frames in per_media["A"])  # A: every extracted frame
+    assert all(frames == [0, 10, 20, 35, 45] for frames in per_media["B"])  # 5 of 10: positions 0 2 4 7 9
+    assert all(frames == [0, 15, 30, 45] for frames in per_media["C"])
+    counted = summary[summary["part"].isin(["B", "C"])].groupby("part")["faces"].sum()
+    assert counted["B"] == 5 * len(per_media["B"]) and counted["C"] == 4 * len(per_media["C"])

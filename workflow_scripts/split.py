@@ -11,7 +11,7 @@ from robust_deepfake.stages.split import PARTS, split_faces  # noqa: E402
 p = snakemake.params
 faces = read_manifests(list(snakemake.input.crops))
 tables, summary = split_faces(faces, fractions=p.fractions, seed=p.seed, use_official_test=p.use_official_test,
-                              official_overlap=p.official_overlap)
+                              official_overlap=p.official_overlap, frames_per_video=p.frames_per_video)
 for part, path in zip(PARTS, snakemake.output.parts):
     write_manifest(tables[part], path)
 with atomic_path(snakemake.output.summary) as tmp:

@@ -10,6 +10,7 @@ import logging
 import random
 from dataclasses import dataclass, field
 
+import numpy as np
 import pandas as pd
 
 from robust_deepfake.manifest import CROP_COLUMNS, SPLIT_COLUMNS, require_columns
@@ -179,12 +180,28 @@ def check_disjoint(media: pd.DataFrame) -> None:
                 raise AssertionError(f"identity {ident!r} is in parts {other} and {row.part}")
 
 
+def thin_frames(parted: pd.DataFrame, frames_per_video: dict[str, int | None]) -> pd.DataFrame:
+    """Keep at most `frames_per_video[part]` faces per media of each part, evenly spaced over the
+    media's faces in frame order (None: all). The robust-detector reference trains on 25 frames a
+    video and tests on 20 (DFDC: 5 for training); frames are extracted before the split knows
+    which media will be tested, so every part's count is taken from the extracted frames here."""
+    kept = []
+    for (part, _), group in parted.sort_values(["media_id", "frame_idx"]).groupby(["part", "media_id"], sort=False):
+        count = frames_per_video.get(part)
+        if count is not None and len(group) > count:
+            group = group.iloc[np.unique(np.round(np.linspace(0, len(group) - 1, count)).astype(int))]
+        kept.append(group)
+    return pd.concat(kept) if kept else parted
+
+
 def split_faces(faces: pd.DataFrame, fractions: dict[str, float], seed: int, use_official_test: bool,
-                official_overlap: str) -> tuple[dict[str, pd.DataFrame], pd.DataFrame]:
+                official_overlap: str,
+                frames_per_video: dict[str, int | None] | None = None) -> tuple[dict[str, pd.DataFrame], pd.DataFrame]:
     """Split the face-crop manifest by media; return one table per part and a summary table.
 
     Only media with at least one usable face crop are split; the summary counts the others by
-    reason, so a report can say what was lost between ingest and the split.
+    reason, so a report can say what was lost between ingest and the split. Each part keeps its
+    own number of frames per media (`thin_frames`).
     """
     require_columns(faces, CROP_COLUMNS, "split input")
     usable = faces["face_path"].notna()
@@ -194,6 +211,9 @@ def split_faces(faces: pd.DataFrame, fractions: dict[str, float], seed: int, use
     check_disjoint(media)
 
     parted = faces.loc[usable].merge(media[["media_id", "group", "part"]], on="media_id", how="left")
+    parted = thin_frames(parted, frames_per_video or {})
+    kept = pd.MultiIndex.from_frame(parted[["media_id", "frame_idx"]])
+    faces = faces[~usable | pd.MultiIndex.from_frame(faces[["media_id", "frame_idx"]]).isin(kept)]
     tables = {p: parted[parted["part"] == p].sort_values(["media_id", "frame_idx"])[SPLIT_COLUMNS +
               [c for c in faces.columns if c.startswith("attr_")]].reset_index(drop=True) for p in PARTS}
     return tables, split_summary(faces, media)
