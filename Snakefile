@@ -3,11 +3,12 @@
 #   -> train_generator (on A) -> poison (B's reals) -> train_ddpm / train_magnet / train_adv_generator (on A)
 #   -> poison_adaptive (adaptive attacks: B's reals, once per defence) -> purify (B's reals, one job per defence) -> generate_fakes (from B's defended, kept reals)
 #   / generate_test_fakes (from C's clean reals) -> train_feature_extractor (on A) -> measure_fakes
-#   -> train_detector (per experiment scenario and seed) -> evaluate_detector (on C) -> summarise_experiments;
+#   -> train_detector (per experiment scenario and seed) -> distort_test_videos (C's media as whole videos)
+#   -> evaluate_detector (on C) -> summarise_experiments;
 #   summarise_poisoning / summarise_purification / summarise_fake_distance stack the per-scenario tables.
 # Each stage is rules/<stage>.smk -> workflow_scripts/<rule>.py -> src/robust_deepfake/stages/<stage>.py
 # (render_demo: src/robust_deepfake/datasets/demo.py); the algorithms live in attacks/, defences/,
-# generators/ and detectors/, their names in registry.py.
+# generators/, detectors/ and faces/, their names in registry.py.
 
 from snakemake.utils import min_version
 
@@ -36,6 +37,7 @@ include: "rules/purification.smk"
 include: "rules/fakes.smk"
 include: "rules/fake_distance.smk"
 include: "rules/detector_training.smk"
+include: "rules/video_distortion.smk"
 include: "rules/evaluation.smk"
 include: "rules/report.smk"
 

@@ -31,7 +31,7 @@ from facenet_pytorch import MTCNN
 from tqdm import tqdm
 
 from bench_report import add_run_arguments, machine, start_run
-from robust_deepfake.stages.face_detection import build_detector, detect_batch
+from robust_deepfake.faces.detection import build_detector, detect_batch
 
 log = logging.getLogger("bench_faces")
 

@@ -3,7 +3,7 @@
 For every video in a folder, N evenly spaced frames (N = 8 and 32, the linspace mode of the
 frames stage) are obtained four ways:
 
-  pyav_sampled  robust_deepfake.stages.frames.read_video_frames: demux, then decode only needed GOPs
+  pyav_sampled  robust_deepfake.video.read_video_frames: demux, then decode only needed GOPs
   pyav_all      PyAV decoding every frame in turn, keeping the wanted ones
   cv2_all       cv2.VideoCapture.read() over every frame, keeping the wanted ones
   cv2_seek      cv2.VideoCapture with CAP_PROP_POS_FRAMES set before each wanted frame
@@ -34,7 +34,7 @@ import av
 import cv2
 import numpy as np
 
-from robust_deepfake.stages.frames import frame_indices, read_video_frames
+from robust_deepfake.video import frame_indices, read_video_frames
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_VIDEOS = REPO.parent / "shared" / "data" / "real_videos"

@@ -19,7 +19,7 @@ from robust_deepfake.stages.ingest import listing_fingerprint, options_from_conf
 from robust_deepfake.manifest import shard_digests, shard_name
 from robust_deepfake.registry import (ADAPTIVE_ATTACKS, ADVERSARIAL_GENERATOR_MODELS, DEFENCES, DETECTOR_FAMILIES,
                                       GENERATORS, POISON_ATTACKS, PURIFIER_CONFIG_KEYS, RENDERED_LAYOUTS,
-                                      TRAINED_GENERATORS, TRAINING_MODES)
+                                      TRAINED_GENERATORS, TRAINING_MODES, DISTORTION_KINDS)
 
 validate_config(config, schema_path=workflow.source_path("../config/config.schema.json"))
 
@@ -72,6 +72,8 @@ wildcard_constraints:
     defence="|".join(DEFENCE_AXIS),
     backbone=r"[A-Za-z0-9_.]+",
     training="|".join(TRAINING_MODES),
+    distortion="|".join(DISTORTION_KINDS),
+    level=r"[1-5]",
     seed=r"\d+",
     adversarial="|".join(ADVERSARIAL_GENERATOR_MODELS),
 
@@ -325,6 +327,16 @@ def starting_detector(wildcards):
     if origin is None:
         return {}
     return {"init": f"{RESULTS}/detectors/{SCENARIO.format(**{**dict(wildcards.items()), 'training': origin})}/model.pt"}
+
+
+# the face settings that finding a face again after a whole-video distortion reads
+FACE_DETECTION_KEYS = ("min_face_size", "thresholds", "scale_factor", "max_side", "min_confidence", "keep")
+
+
+def video_distortion_manifests():
+    """The evaluation's whole-video conditions: one distort_test_videos output per kind and level."""
+    return expand(f"{RESULTS}/distorted_test/{{distortion}}/{{level}}/manifest.parquet",
+                  distortion=config["evaluate"]["video_distortions"], level=config["evaluate"]["levels"])
 
 
 def test_fake_manifests():

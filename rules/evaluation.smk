@@ -1,10 +1,12 @@
 rule evaluate_detector:
-    """One detector on split C: clean, under FGSM/PGD evasion, under DeeperForensics distortions,
-    against the dataset's own fakes and every generator's test fakes."""
+    """One detector on split C: clean, under FGSM/PGD evasion, under DeeperForensics distortions
+    of the crops and of the whole videos, against the dataset's own fakes and every generator's
+    test fakes."""
     input:
         model=f"{RESULTS}/detectors/{SCENARIO}/model.pt",
         part=f"{RESULTS}/split/C.parquet",
         test_fakes=test_fake_manifests(),
+        video_distorted=video_distortion_manifests(),
     output:
         scores=f"{RESULTS}/evaluation/{SCENARIO}/scores.parquet",
         metrics=f"{RESULTS}/evaluation/{SCENARIO}/metrics.parquet",

@@ -10,7 +10,8 @@ import pandas as pd
 import pytest
 import yaml
 
-from robust_deepfake.stages.crop import center_box, crop_face, crop_faces, square_box
+from robust_deepfake.faces.cropping import center_box, crop_face, square_box
+from robust_deepfake.stages.crop import crop_faces
 from robust_deepfake.stages.face_detection import detect_faces
 from robust_deepfake.paths import media_slug
 from robust_deepfake.manifest import (CROP_COLUMNS, DETECT_COLUMNS, FRAME_COLUMNS, read_manifest,

@@ -12,7 +12,8 @@ import torch
 import yaml
 from skimage import data as skdata
 
-from robust_deepfake.stages.face_detection import build_detector, detect_batch, detect_faces
+from robust_deepfake.faces.detection import build_detector, detect_batch
+from robust_deepfake.stages.face_detection import detect_faces
 from robust_deepfake.devices import resolve_device
 from robust_deepfake.manifest import DETECT_COLUMNS, FRAME_COLUMNS, read_manifest, write_manifest
 

@@ -17,7 +17,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from robust_deepfake.stages.frames import extract_frames, frame_indices, read_video_frames
+from robust_deepfake.stages.frames import extract_frames
+from robust_deepfake.video import frame_indices, read_video_frames
 from robust_deepfake.images import MediaError
 from robust_deepfake.manifest import FRAME_COLUMNS, MEDIA_COLUMNS, read_manifest, write_manifest
 from robust_deepfake.paths import media_slug
@@ -155,7 +156,7 @@ def test_variable_frame_rate_is_flagged_and_indexed_by_count(tmp_path, caplog):
     pts = [i * 66 + (i % 3) * 30 for i in range(N_FRAMES)]  # steps of 96, 96, 6 ms
     path = encode(tmp_path / "vfr.mp4", noise_frames(), pts=pts)
     wanted = frame_indices(N_FRAMES, "linspace", 8, 10, 32)
-    with caplog.at_level(logging.INFO, logger="robust_deepfake.stages.frames"):
+    with caplog.at_level(logging.INFO, logger="robust_deepfake"):
         frames, info = read_video_frames(path, wanted)
     assert info["vfr"] is True
     assert "variable frame rate" in caplog.text
@@ -180,7 +181,7 @@ def test_display_matrix_rotation_is_applied(tmp_path, caplog):
     # Stored turned 90° clockwise; the matrix says to turn it 90° counter-clockwise for display.
     stored = np.ascontiguousarray(np.rot90(upright_picture(), k=-1))
     path = encode(tmp_path / "portrait.mp4", [stored] * 12, rotation=90)
-    with caplog.at_level(logging.INFO, logger="robust_deepfake.stages.frames"):
+    with caplog.at_level(logging.INFO, logger="robust_deepfake"):
         frames, info = read_video_frames(path, [0, 11])
     assert info["rotation"] == 90
     assert "rotation" in caplog.text
@@ -253,7 +254,7 @@ def test_extract_frames_bad_media_become_error_rows(tmp_path, video, bad_media, 
     media["attr_Smiling"] = np.int8(1)
     out_dir = tmp_path / "frames"
 
-    with caplog.at_level(logging.WARNING, logger="robust_deepfake.stages.frames"):
+    with caplog.at_level(logging.WARNING, logger="robust_deepfake"):
         frames = extract_frames(media, out_dir, "linspace", 8, 10, 32, "png")
 
     assert list(frames.columns) == FRAME_COLUMNS + ["attr_Smiling"]
@@ -304,7 +305,7 @@ def test_a_damaged_packet_loses_its_frame_only(tmp_path, video, caplog):
     """One undecodable packet: the frames that decode are kept, the lost one is recorded with why."""
     damaged = damage_packet(video, tmp_path / "damaged.mp4", GOP)  # a keyframe: its GOP's frames suffer
     media = media_table([{"media_id": "a/damaged.mp4", "path": str(tmp_path / "damaged.mp4"), "kind": "video"}])
-    with caplog.at_level(logging.WARNING, logger="robust_deepfake.stages.frames"):
+    with caplog.at_level(logging.WARNING, logger="robust_deepfake"):
         frames = extract_frames(media, tmp_path / "frames", "stride", 8, 1, N_FRAMES, "png")
     assert frames["frame_idx"].tolist() == list(range(N_FRAMES))  # one row per wanted frame, in order
     lost = frames[frames["error"].notna()]
@@ -332,7 +333,7 @@ def test_truncated_matroska_is_read_with_a_warning(tmp_path, caplog):
     data = encode(tmp_path / "full.mkv", noise_frames()).read_bytes()
     path = tmp_path / "truncated.mkv"
     path.write_bytes(data[: len(data) // 2])
-    with caplog.at_level(logging.WARNING, logger="robust_deepfake.stages.frames"):
+    with caplog.at_level(logging.WARNING, logger="robust_deepfake"):
         frames, info = read_video_frames(path, [0, 5])
     assert 5 < info["frame_count"] < N_FRAMES
     assert "may be truncated" in caplog.text

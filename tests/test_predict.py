@@ -14,7 +14,7 @@ import torch
 
 from robust_deepfake.detectors.network import DeepfakeDetector, DetectorConfig, save_detector
 from robust_deepfake.predict import detector_input
-from robust_deepfake.stages.crop import DetectorInput
+from robust_deepfake.faces.cropping import DetectorInput
 
 FACE_CROPS = {"mode": "mtcnn", "size": 64, "margin": 0.3, "center_size": None}
 

@@ -122,7 +122,12 @@ def test_demo_detectors_are_trained_evaluated_and_reported(demo_run):
     thresholds = pd.read_parquet(next((results / "evaluation").rglob("metrics.parquet")))["threshold"]
     assert thresholds.between(0, 1).all() and thresholds.nunique() == 1  # the detector's calibrated threshold
     metrics = pd.read_parquet(next((results / "evaluation").rglob("metrics.parquet")))
-    assert {"clean", "fgsm", "pgd", "GB-1", "GB-5", "VC-1", "VC-5"} == set(metrics["condition"])
+    assert {"clean", "fgsm", "pgd", "GB-1", "GB-5", "VC-1", "VC-5", "VC-1-video", "VC-5-video"} == set(
+        metrics["condition"])
+    assert table["video_distorted_auc_mean"].between(0, 1).all()
+    distorted = read_manifest(results / "distorted_test" / "VC" / "5" / "manifest.parquet")
+    assert set(distorted["test_set"]) == {"real", "faceswap_ae", "landmark_swap"}  # reals and pasted fakes alike
+    assert distorted["image_path"].notna().mean() > 0.8  # CRF 40 over the whole clip still leaves the faces
     for figure in ("auc_vs_poison_rate", "roc", "accuracy_vs_distortion", "attack_success"):
         assert (results / "studies" / "demo" / "report" / f"{figure}.png").stat().st_size > 1000
     assert "| resnet18 | pgd_finetune |" in (results / "studies" / "demo" / "summary.md").read_text()
@@ -172,7 +177,7 @@ def test_detector_lr_reruns_training_and_evaluation_only(demo_run):
         "train_detector": 1, "evaluate_detector": 1, "summarise_experiments": 1, "all": 1}
     # an evaluation setting reruns the evaluations, never the training
     assert planned_jobs(demo_run, "--config", "evaluate={levels: [1, 3]}") == {
-        "evaluate_detector": 6, "summarise_experiments": 1, "all": 1}
+        "distort_test_videos": 1, "evaluate_detector": 6, "summarise_experiments": 1, "all": 1}
 
 
 def edited(module: Path):

@@ -30,7 +30,9 @@ else:
     log.info("split C: %d real and %d fake faces (%s)", int((faces["label"] == 0).sum()), int(faces["label"].sum()),
              ", ".join(f"{k} {v}" for k, v in faces["test_set"].value_counts().sort_index().items()))
     # every detector meets the same attacks' starts and distortions: the run's seed, not the detector's
-    scores = score_all(model, faces, p.settings, p.seed, model.config.image_size, device)
+    video_distorted = {(path.split("/")[-3], int(path.split("/")[-2])): read_manifest(path)
+                       for path in snakemake.input.video_distorted}
+    scores = score_all(model, faces, p.settings, p.seed, model.config.image_size, device, video_distorted)
     threshold = (calibrated_threshold(snakemake.input.model) if p.settings["threshold"] == "calibrated"
                  else p.settings["threshold"])
     log.info("decision threshold %.4f (%s)", threshold, p.settings["threshold"])

@@ -1,7 +1,7 @@
 """`robust-deepfake predict`: score an image, a folder or a video with a trained detector.
 
 The same chain as the pipeline, for media it has never seen: frames sampled evenly over a video,
-each cut as the detector's training faces were (the checkpoint records it: `stages.crop.DetectorInput`),
+each cut as the detector's training faces were (the checkpoint records it: `faces.cropping.DetectorInput`),
 the detector's probability of fake per face, and per video the mean over its faces (the
 evaluation's video level). Face crops (`mtcnn`): MTCNN finds the largest face and the square crop
 takes the training's margin and size. Whole images (`whole`, or `--whole-image` for any
@@ -18,9 +18,9 @@ import cv2
 import numpy as np
 import torch
 
-from robust_deepfake.stages.crop import DetectorInput, crop_face
-from robust_deepfake.stages.face_detection import build_detector, detect_batch
-from robust_deepfake.stages.frames import frame_indices, read_video_frames
+from robust_deepfake.faces.cropping import DetectorInput, crop_face
+from robust_deepfake.faces.detection import build_detector, detect_batch
+from robust_deepfake.video import frame_indices, read_video_frames
 from robust_deepfake.datasets import IMAGE_SUFFIXES, VIDEO_SUFFIXES
 from robust_deepfake.images import MediaError, read_image
 from robust_deepfake.detectors.network import DeepfakeDetector

@@ -163,6 +163,8 @@ def linf_attack(name: str) -> str:
 
 
 EVASION_ATTACKS = ("fgsm", "pgd")  # the evaluation's attacks on the detector
+# DeeperForensics-1.0's distortions (attacks/distortions.py), on crops or on whole videos
+DISTORTION_KINDS = ("CS", "CC", "BW", "GNC", "GB", "JPEG", "VC")
 
 
 @dataclass(frozen=True)
@@ -212,5 +214,7 @@ SCHEMA_ENUMS = {
     ("poison", "attacks"): tuple(POISON_ATTACKS),
     ("defences",): tuple(DEFENCES),
     ("evaluate", "attacks"): EVASION_ATTACKS,
+    ("evaluate", "distortions"): DISTORTION_KINDS,
+    ("evaluate", "video_distortions"): DISTORTION_KINDS,
     ("experiments", "training"): tuple(TRAINING_MODES),
 }

@@ -20,6 +20,8 @@ from sklearn.metrics import average_precision_score, roc_auc_score, roc_curve
 ROC_COLUMNS = ["fpr", "tpr", "threshold"]
 # the test set of every fake together, beside each generator's or method's own
 ALL_FAKES = "all"
+# the kind of an evaluation condition distorted on the whole video, not the crop: "<kind>-video"
+VIDEO_SUFFIX = "-video"
 # DFDC's weight of a false alarm in weighted precision (Dolhansky et al. 2019, 2020)
 DFDC_ALPHA = 100.0
 

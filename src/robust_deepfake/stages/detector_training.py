@@ -196,7 +196,7 @@ def train_detector(train: pd.DataFrame, val: pd.DataFrame, config: DetectorConfi
     early when `patience` epochs in a row bring no better epoch (0: never). State is saved to
     `work_dir/last.pt` after every epoch; a rerun of the same job resumes from it (a killed job
     loses at most one epoch). A mode that starts from another mode's detector needs its
-    checkpoint as `init_file`. `input_record` (how the faces were cut: `stages.crop.DetectorInput`)
+    checkpoint as `init_file`. `input_record` (how the faces were cut: `faces.cropping.DetectorInput`)
     goes into the checkpoint as `input`, for `predict`."""
     if mode not in TRAINING_MODES:
         raise ValueError(f"unknown training mode {mode!r}; known: {', '.join(TRAINING_MODES)}")

@@ -10,7 +10,10 @@ Every condition is scored on real and fake alike (DeeperForensics' users asked f
 - evasion attacks against this very detector, in pixel units on [0, 1]: `fgsm` and `pgd`, each
   image pushed away from its true label; the attack success rate is over the fakes;
 - DeeperForensics-1.0 distortions at levels 1..5, applied to the stored crop before the
-  detector's own resize, as a distortion of the delivered media would be.
+  detector's own resize (`<kind>-<level>`);
+- the same distortions applied to C's whole videos before face detection
+  (`<kind>-<level>-video`, stage video_distortion): the faces found again in the distorted
+  frames, scored as they are; a frame whose face was lost is not scored.
 
 Scores are kept per image and condition (scores.parquet) and summarised per test set, condition
 and level (frame, and video = mean of its frame scores) in metrics.parquet.
@@ -32,8 +35,8 @@ from robust_deepfake.attacks.distortions import distort
 from robust_deepfake.images import read_image, to_rgb
 from robust_deepfake.tensors import rgb_to_unit
 from robust_deepfake.detectors.network import DeepfakeDetector
-from robust_deepfake.detectors.scoring import (ALL_FAKES, DFDC_ALPHA, attack_success_rate, detection_metrics,
-                                               video_scores)
+from robust_deepfake.detectors.scoring import (ALL_FAKES, DFDC_ALPHA, VIDEO_SUFFIX, attack_success_rate,
+                                               detection_metrics, video_scores)
 from robust_deepfake.seeding import item_seed
 
 log = logging.getLogger(__name__)
@@ -87,13 +90,19 @@ def score_condition(model: DeepfakeDetector, faces: pd.DataFrame, kind: str, lev
 
 
 def score_all(model: DeepfakeDetector, faces: pd.DataFrame, settings: dict, seed: int, size: int,
-              device: torch.device) -> pd.DataFrame:
-    """Long table: one row per face and condition, with the face's identifiers and label."""
+              device: torch.device, video_distorted: dict[tuple[str, int], pd.DataFrame] | None = None) -> pd.DataFrame:
+    """Long table: one row per face and condition, with the face's identifiers and label.
+    `video_distorted` holds, per (kind, level), the faces cut from C's distorted whole videos."""
     model.eval()
     tables = []
     for condition, kind, level in tqdm(conditions(settings), desc="evaluate", unit="condition"):
         scores = score_condition(model, faces, kind, level, settings, seed, size, device)
         tables.append(faces.assign(condition=condition, kind=kind, level=level, score=scores))
+    for (kind, level), distorted in (video_distorted or {}).items():
+        found = distorted[distorted["image_path"].notna()][faces.columns.intersection(distorted.columns)]
+        scores = score_condition(model, found, "clean", 0, settings, seed, size, device)
+        tables.append(found.assign(condition=f"{kind}-{level}-video", kind=f"{kind}{VIDEO_SUFFIX}", level=level,
+                                   score=scores))
     return pd.concat(tables, ignore_index=True)
 
 

@@ -25,13 +25,13 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from robust_deepfake.atomic import atomic_path  # noqa: E402
-from robust_deepfake.detectors.scoring import ALL_FAKES, roc_points  # noqa: E402
+from robust_deepfake.detectors.scoring import ALL_FAKES, VIDEO_SUFFIX, roc_points  # noqa: E402
 
 SCENARIO_AXES = ["backbone", "training", "generator", "attack", "poison_rate", "defence"]
 NO_DETECTOR = "none: no training faces"
 # the columns of summary.md, in order (each present one shown as mean ± sd over the seeds)
-SUMMARY_COLUMNS = ["reject_rate", "train_images", "val_auc", "acc", "auc", "video_auc", "eer", "wp", "fgsm_asr", "pgd_asr",
-                   "distorted_auc_mean"]
+SUMMARY_COLUMNS = ["reject_rate", "train_images", "val_auc", "acc", "auc", "video_auc", "eer", "wp", "fgsm_asr",
+                   "pgd_asr", "distorted_auc_mean", "video_distorted_auc_mean"]
 
 
 def _frame(metrics: pd.DataFrame, test_set: str = ALL_FAKES, unit: str = "frame") -> pd.DataFrame:
@@ -65,8 +65,11 @@ def scenario_row(scenario: dict, metrics: pd.DataFrame, history: pd.DataFrame, p
             row[f"{attack}_asr"] = float(frame.loc[attack, "asr"])
             row[f"{attack}_robust_acc"] = float(frame.loc[attack, "robust_acc"])
     distorted = frame[~frame["kind"].isin(["clean", "fgsm", "pgd"])]
-    if len(distorted):
-        row["distorted_auc_mean"] = float(distorted["auc"].mean())
+    on_video = distorted["kind"].str.endswith(VIDEO_SUFFIX)
+    if (~on_video).any():
+        row["distorted_auc_mean"] = float(distorted.loc[~on_video, "auc"].mean())
+    if on_video.any():
+        row["video_distorted_auc_mean"] = float(distorted.loc[on_video, "auc"].mean())
     return row
 
 

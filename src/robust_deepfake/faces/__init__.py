@@ -1,0 +1,1 @@
+"""Faces in frames: finding them (`detection`, MTCNN) and cutting them out (`cropping`)."""

@@ -1,0 +1,106 @@
+"""Finding the face in a frame: MTCNN (facenet-pytorch, its weights ship in the wheel) with the
+pipeline's keep rule, on frames downscaled first (MTCNN's cost grows with the pixel count, and
+faces in deepfake datasets are large), boxes and landmarks mapped back to full-frame pixels.
+Used by the face detection stage, the whole-video distortions and `predict`.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from typing import Literal
+
+import cv2
+import numpy as np
+from facenet_pytorch import MTCNN
+
+from robust_deepfake.devices import resolve_device
+
+log = logging.getLogger(__name__)
+
+Keep = Literal["largest", "most_confident"]
+KEEP_RULES: tuple[str, ...] = ("largest", "most_confident")
+
+
+def build_detector(device: str, min_face_size: int, thresholds: Sequence[float],
+                   scale_factor: float) -> MTCNN:
+    """An MTCNN that returns every face unsorted by size: the keep rule is ours, applied after the
+    confidence filter, so MTCNN's own selection (largest/probability) must not interfere."""
+    return MTCNN(min_face_size=min_face_size, thresholds=list(thresholds), factor=scale_factor,
+                 post_process=False, select_largest=False, keep_all=True,
+                 device=resolve_device(device))
+
+
+def check_keep(keep: str) -> None:
+    if keep not in KEEP_RULES:
+        raise ValueError(f"keep must be one of {KEEP_RULES}, got {keep!r}")
+
+
+def _downscale(image: np.ndarray, max_side: int | None) -> tuple[np.ndarray, float, float]:
+    """Shrink so the longer side is at most `max_side`; return the factors that map the small
+    image's x and y back to the original (separate, because rounding the size changes the aspect)."""
+    h, w = image.shape[:2]
+    if max_side is None or max(h, w) <= max_side:
+        return image, 1.0, 1.0
+    s = max_side / max(h, w)
+    new_w, new_h = max(1, int(w * s + 0.5)), max(1, int(h * s + 0.5))
+    small = cv2.resize(image, (new_w, new_h), interpolation=cv2.INTER_AREA)
+    return small, w / new_w, h / new_h
+
+
+def _mtcnn_faces(detector: MTCNN, batch: np.ndarray) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """(boxes Nx4, probs N, points Nx5x2) per image of a same-size uint8 batch (B, H, W, 3).
+
+    MTCNN builds no image pyramid for an image smaller than its minimum face size and then fails
+    on an empty concatenation, so such images are answered with "no face" without calling it."""
+    empty = (np.zeros((0, 4), np.float32), np.zeros(0, np.float32), np.zeros((0, 5, 2), np.float32))
+    h, w = batch.shape[1:3]
+    if min(h, w) < detector.min_face_size:
+        log.warning("%dx%d frame is smaller than min_face_size %d: no face searched",
+                    w, h, detector.min_face_size)
+        return [empty] * len(batch)
+    boxes, probs, points = detector.detect(batch, landmarks=True)
+    faces = []
+    for b, p, pts in zip(boxes, probs, points):
+        if b is None:
+            faces.append(empty)
+        else:
+            faces.append((np.asarray(b, np.float32).reshape(-1, 4), np.asarray(p, np.float32).reshape(-1),
+                          np.asarray(pts, np.float32).reshape(-1, 5, 2)))
+    return faces
+
+
+def _keep_face(boxes: np.ndarray, probs: np.ndarray, points: np.ndarray, min_confidence: float,
+               keep: Keep) -> dict | None:
+    """Apply the confidence floor first, so a large false positive cannot win 'largest'."""
+    ok = probs >= min_confidence
+    if not ok.any():
+        return None
+    boxes, probs, points = boxes[ok], probs[ok], points[ok]
+    score = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1]) if keep == "largest" else probs
+    i = int(np.argmax(score))  # first of equals: deterministic
+    return {"box": boxes[i].copy(), "landmarks": points[i].copy(), "confidence": float(probs[i]),
+            "n_faces": int(ok.sum())}
+
+
+def detect_batch(detector: MTCNN, images_rgb: list[np.ndarray], max_side: int | None,
+                 min_confidence: float, keep: Keep) -> list[dict | None]:
+    """Detect the kept face of each RGB image; None where no face reaches `min_confidence`.
+
+    Images are downscaled first and grouped by their detection size, because MTCNN batches only
+    equal-size images; box and landmark coordinates come back in full-image pixels. Each dict has
+    box (x1, y1, x2, y2), landmarks (5x2 x, y), confidence and n_faces (faces above the floor)."""
+    check_keep(keep)
+    small = [_downscale(img, max_side) for img in images_rgb]
+    groups: dict[tuple[int, ...], list[int]] = {}
+    for i, (img, _, _) in enumerate(small):
+        groups.setdefault(img.shape, []).append(i)
+    results: list[dict | None] = [None] * len(images_rgb)
+    for members in groups.values():
+        batch = np.stack([small[i][0] for i in members])
+        for i, (boxes, probs, points) in zip(members, _mtcnn_faces(detector, batch)):
+            _, sx, sy = small[i]
+            boxes = boxes * np.array([sx, sy, sx, sy], np.float32)
+            points = points * np.array([sx, sy], np.float32)
+            results[i] = _keep_face(boxes, probs, points, min_confidence, keep)
+    return results
