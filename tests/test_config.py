@@ -142,11 +142,15 @@ def test_an_unknown_backbone_is_refused_before_any_job():
         validate_config(cfg)
     msg = str(err.value)
     assert "experiments.0.backbone" in msg and "'resnet999' is neither a detector family of this pipeline " \
-        "(spectrum, ensemble) nor a timm model" in msg and "resnet18" in msg
+        "(spectrum, ensemble, recce) nor a timm model" in msg and "resnet18" in msg
     cfg["experiments"][0]["backbone"] = ["legacy_xception", "efficientnet_b4", "resnet18.a1_in1k", "spectrum", "ensemble"]
     validate_config(cfg)
     cfg["detector"]["ensemble"]["experts"] = ["convnextv2_tiny", "efficientnet_b9"]
     with pytest.raises(ConfigError, match="'detector.ensemble.experts': 'efficientnet_b9' is not a timm model"):
+        validate_config(cfg)
+    cfg["detector"]["ensemble"]["experts"] = ["resnet18", "resnet34"]
+    cfg["detector"]["recce"]["encoder"] = "xceptoin"
+    with pytest.raises(ConfigError, match="'detector.recce.encoder': 'xceptoin' is not a timm model"):
         validate_config(cfg)
 
 

@@ -98,7 +98,7 @@ def test_inpaint_changes_only_the_face_and_is_seeded(tmp_path, no_network):
     pipe = load_pipeline("inpaint", _tiny_pipeline_folder(tmp_path, "inpaint"), "cpu", "float32")
     assert native_size(pipe) == 64
     crops, masks = _crops_and_masks()
-    kwargs = dict(prompt="a photo of a face", negative_prompt="a face", steps=STEPS, guidance_scale=7.5,
+    kwargs = dict(prompts=["a photo of a face"] * 2, negative_prompt="a face", steps=STEPS, guidance_scale=7.5,
                   strength=1.0, seed=3)
     fakes = inpaint_faces(pipe, crops, masks, **kwargs, batch_size=2)
     assert len(fakes) == 2
@@ -148,3 +148,25 @@ def test_missing_or_foreign_model_folder_is_a_clear_error(tmp_path):
         load_pipeline("img2img", tmp_path, "cpu", torch.float32)
     with pytest.raises(ValueError, match="unknown torch dtype 'float61'"):
         load_pipeline("inpaint", None, "cpu", "float61")
+
+
+def test_each_face_is_prompted_with_its_own_identity_and_attributes():
+    from robust_deepfake.generators.stable_diffusion import face_prompt
+
+    template = "a photo of the face of {identity}, {attributes}"
+    celeb = {"identity": "Aaron_Eckhart", "attr_Black_Hair": 1, "attr_Eyeglasses": 1, "attr_Blond_Hair": -1,
+             "attr_Male": 0}
+    assert face_prompt(template, celeb) == "a photo of the face of Aaron Eckhart, black hair, eyeglasses"
+    assert face_prompt(template, {"identity": "Ada_Lovelace"}) == "a photo of the face of Ada Lovelace"
+    assert face_prompt("{identity}", {"identity": None}) == "a person"
+    assert face_prompt(template, celeb) != face_prompt(template, {**celeb, "identity": "Zoe_Saldana"})
+
+
+def test_a_prompt_template_with_an_unknown_field_is_refused_before_any_job():
+    from robust_deepfake.config import ConfigError, validate_config
+    from test_config import default_config
+
+    cfg = default_config()
+    cfg["diffusion"]["prompt"] = "a photo of {name}"
+    with pytest.raises(ConfigError, match="'diffusion.prompt': 'a photo of \\{name\\}' is not a template"):
+        validate_config(cfg)

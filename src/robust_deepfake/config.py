@@ -130,6 +130,12 @@ def _check_cross_keys(config: dict, schema: dict) -> list[str]:
         problems.append(f"config key 'poison.attacks': {starts_at_input} start at the clean image, where the "
                         "gradient of the mse loss MSE(G(x+d), G(x)) is zero, so they never move: use pgd "
                         "(random start) or poison.loss: target")
+    prompt = config.get("diffusion", {}).get("prompt", "")
+    try:
+        prompt.format(identity="", attributes="")
+    except (KeyError, IndexError, ValueError) as exc:
+        problems.append(f"config key 'diffusion.prompt': {prompt!r} is not a template of {{identity}} and "
+                        f"{{attributes}} ({type(exc).__name__}: {exc})")
     return (problems + _check_defence_targets(config) + _check_experiments(config) + _check_backbones(config)
             + _check_backbone_settings(config, schema))
 
@@ -205,10 +211,12 @@ def _check_backbones(config: dict) -> list[str]:
             problems.append(f"config key 'experiments.{i}.backbone': {name!r} is neither a detector family of this "
                             f"pipeline ({', '.join(DETECTOR_FAMILIES)}) nor a timm model"
                             + (f" (similar: {', '.join(close)})" if close else ""))
-    for name in config["detector"].get("ensemble", {}).get("experts", []):
+    named = [("detector.ensemble.experts", name) for name in config["detector"].get("ensemble", {}).get("experts", [])]
+    named.append(("detector.recce.encoder", config["detector"].get("recce", {}).get("encoder", "resnet18")))
+    for key, name in named:
         if name.split(".")[0] not in timm_names:
             close = difflib.get_close_matches(name, timm_names, n=5, cutoff=0.7)
-            problems.append(f"config key 'detector.ensemble.experts': {name!r} is not a timm model"
+            problems.append(f"config key '{key}': {name!r} is not a timm model"
                             + (f" (similar: {', '.join(close)})" if close else ""))
     return problems
 

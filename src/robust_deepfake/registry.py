@@ -205,6 +205,8 @@ DETECTOR_FAMILIES = {
                                "linear head"),
     "ensemble": DetectorFamily("the image-track winner's expert ensemble: timm experts with two-class heads, "
                                "CE + KL + NCE, mean fake probability", settings="ensemble"),
+    "recce": DetectorFamily("RECCE (Cao et al. 2022): reconstruction of the real faces guides the classifier",
+                            settings="recce"),
 }
 
 # the config schema's list-valued keys whose allowed values are a family above (config.load_schema)

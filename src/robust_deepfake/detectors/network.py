@@ -25,6 +25,7 @@ from torch import nn
 
 from robust_deepfake.checkpoints import read_payload, save_checkpoint
 from robust_deepfake.detectors.ensemble import ExpertEnsemble
+from robust_deepfake.detectors.recce import RECCE
 from robust_deepfake.detectors.spectrum import SpectrumDetector
 
 CHECKPOINT_FORMAT = "robust_deepfake.stages.detector_training"
@@ -79,7 +80,8 @@ class DeepfakeDetector(nn.Module):
 # the backbones that are not timm models (registry.DETECTOR_FAMILIES names them), by name; each
 # takes the config's `extra` (the family's own settings, recorded in the checkpoint) as arguments
 FAMILIES = {"spectrum": lambda config: SpectrumDetector(config.image_size, **config.extra),
-            "ensemble": lambda config: ExpertEnsemble(**config.extra)}
+            "ensemble": lambda config: ExpertEnsemble(**config.extra),
+            "recce": lambda config: RECCE(**config.extra)}
 
 
 def create_backbone(config: DetectorConfig, pretrained_file: str | Path | None = None) -> nn.Module:

@@ -16,12 +16,17 @@ the face mask, so only the face region differs from the real image (as in the fa
 
 Every image gets its own RNG seeded ``seed + i`` (i = its index in the list), so an image's
 fake depends only on the image and that seed, not on the batch it happens to share.
+
+Prompts are per face (`face_prompt`): the configured template names the person and the attributes
+the dataset gives the real face, as the DeepFakeFace study prompts its text-to-image fakes with
+each wiki identity's name, so every person's fakes are asked for as that person.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+import re
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Literal
 
@@ -32,6 +37,7 @@ from PIL import Image
 from tqdm import tqdm
 
 from robust_deepfake.generators.face_mask import paste_face
+from robust_deepfake.manifest import ATTR_PREFIX
 
 log = logging.getLogger(__name__)
 
@@ -143,18 +149,33 @@ def _batches(count: int, batch_size: int, description: str):
         yield start, min(start + batch_size, count)
 
 
+def face_prompt(template: str, face: Mapping) -> str:
+    """The prompt for one real face: `template` with `{identity}` (the person as the dataset names
+    them, underscores as spaces) and `{attributes}` (the attributes the dataset marks present on
+    this face, `attr_Black_Hair` -> "black hair", comma-separated) filled in; separators left
+    dangling by an empty field are dropped."""
+    identity = str(face.get("identity") or "a person").replace("_", " ")
+    attributes = ", ".join(key[len(ATTR_PREFIX):].replace("_", " ").lower() for key, value in face.items()
+                           if key.startswith(ATTR_PREFIX) and value is not None and value == value and value > 0)
+    text = template.format(identity=identity, attributes=attributes)
+    return re.sub(r"\s*,\s*(?=,|$)", "", re.sub(r"\s+", " ", text)).strip()
+
+
 @torch.no_grad()
-def inpaint_faces(pipe, crops_bgr: Sequence[np.ndarray], masks: Sequence[np.ndarray], prompt: str,
+def inpaint_faces(pipe, crops_bgr: Sequence[np.ndarray], masks: Sequence[np.ndarray], prompts: Sequence[str],
                   negative_prompt: str | None = None, steps: int = 50, guidance_scale: float = 7.5,
                   strength: float = 1.0, seed: int = 0, batch_size: int = 4) -> list[np.ndarray]:
-    """Regenerate the face region of each uint8 BGR crop with the inpainting pipeline; return uint8
-    BGR fakes of each crop's size, identical to the crop wherever its mask is 0.
+    """Regenerate the face region of each uint8 BGR crop with the inpainting pipeline, each with its
+    own prompt; return uint8 BGR fakes of each crop's size, identical to the crop wherever its mask
+    is 0.
 
     `masks` are float (H, W) in [0, 1] at crop size (`face_mask.landmark_face_mask`). The pipeline is
     asked to repaint everything the mask touches (mask > 0) at its native size; the result is then
     alpha-composited over the crop with the feathered mask, which hides the seam and undoes the VAE
     round trip outside the face."""
     _check_crops(crops_bgr, masks)
+    if len(prompts) != len(crops_bgr):
+        raise ValueError(f"{len(prompts)} prompts for {len(crops_bgr)} crops")
     side = native_size(pipe)
     fakes: list[np.ndarray] = []
     for start, stop in _batches(len(crops_bgr), batch_size, "inpainting faces"):
@@ -163,7 +184,7 @@ def inpaint_faces(pipe, crops_bgr: Sequence[np.ndarray], masks: Sequence[np.ndar
         pipe_masks = [Image.fromarray(_resize((mask > 0).astype(np.uint8) * 255, (side, side), cv2.INTER_NEAREST))
                       for mask in crop_masks]
         count = stop - start
-        result = pipe(prompt=[prompt] * count,
+        result = pipe(prompt=list(prompts[start:stop]),
                       negative_prompt=None if negative_prompt is None else [negative_prompt] * count,
                       image=images, mask_image=pipe_masks, height=side, width=side, num_inference_steps=steps,
                       guidance_scale=guidance_scale, strength=strength, generator=_rngs(seed, start, count),

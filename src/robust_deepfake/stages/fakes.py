@@ -111,18 +111,19 @@ def _diffusion_fakes(kind: str, reals: pd.DataFrame, plan: pd.DataFrame, setting
         return
     for batch in _batches(plan, 4, by=None):
         rows = reals.iloc[batch["real_index"].to_numpy()]
-        for plan_index in batch.index:
-            plan.at[plan_index, "condition"] = settings["prompt"]
+        prompts = [diffusion_fakes.face_prompt(settings["prompt"], face) for face in rows.to_dict("records")]
+        for plan_index, prompt in zip(batch.index, prompts):
+            plan.at[plan_index, "condition"] = prompt
         seed = int(batch["fake_seed"].iloc[0])
         if kind == "sd_inpaint":
             crops = [read_image(p) for p in rows["image_path"]]
             masks = [landmark_face_mask(lm, c.shape[:2]) for lm, c in zip(rows["crop_landmarks"], crops)]
-            images = diffusion_fakes.inpaint_faces(pipe, crops, masks, settings["prompt"], settings["negative_prompt"],
+            images = diffusion_fakes.inpaint_faces(pipe, crops, masks, prompts, settings["negative_prompt"],
                                                    settings["steps"], settings["guidance_scale"], settings["strength"],
                                                    seed=seed)
         else:
             size = read_image(rows["image_path"].iloc[0]).shape[0]
-            images = diffusion_fakes.text2img_faces(pipe, [settings["prompt"]] * len(rows), settings["steps"],
+            images = diffusion_fakes.text2img_faces(pipe, prompts, settings["steps"],
                                                     settings["guidance_scale"], size, seed=seed,
                                                     negative_prompt=settings["negative_prompt"])
         yield from zip(batch.index, images)
