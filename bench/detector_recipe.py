@@ -5,7 +5,8 @@ Trains detectors through the train_detector stage's own code (`training_set`, `h
 `train_detector`) on one scenario of a finished pipeline run (split B's kept real faces and their
 fakes), once per recipe and seed, and scores split C's real faces and every generator's test fakes
 with the evaluation stage's reader. A recipe is the config's `detector` settings with some keys
-changed (`--recipe name key=json ...`); the default recipes are the pipeline's old default, the new
+changed (`--recipe name key=json ...`, e.g. `ensemble='{"experts": [...]}'` for backbone ensemble);
+the default recipes are the pipeline's old default, the new
 default, and the new default with one choice undone at a time.
 
     .venv/bin/python bench/detector_recipe.py --workdir <snakemake working dir> [--dataset demo]
@@ -35,6 +36,7 @@ from robust_deepfake.stages.evaluation import evaluation_faces
 from robust_deepfake.manifest import read_manifest
 from robust_deepfake.detectors.network import DetectorConfig, calibrated_threshold, load_detector
 from robust_deepfake.detectors.scoring import detection_metrics
+from robust_deepfake.registry import DETECTOR_FAMILIES
 from robust_deepfake.seeding import seed_everything
 
 REPO = Path(__file__).resolve().parents[1]
@@ -59,9 +61,12 @@ def recipe_rows(name: str, changes: dict, args: argparse.Namespace, reals: pd.Da
     rows = []
     for seed in args.seeds:
         seed_everything(seed)
-        train, val = holdout_split(training_set(reals, fakes, name), settings["val_fraction"], seed)
+        train, val = holdout_split(training_set(reals, fakes, name), settings["val_fraction"], seed,
+                                   settings["validation"], settings["kmeans_clusters"])
+        family = DETECTOR_FAMILIES.get(args.backbone)
         config = DetectorConfig(backbone=args.backbone, image_size=settings["image_size"],
-                                mean=tuple(settings["mean"]), std=tuple(settings["std"]))
+                                mean=tuple(settings["mean"]), std=tuple(settings["std"]),
+                                extra=settings[family.settings] if family and family.settings else {})
         with tempfile.TemporaryDirectory() as tmp:
             began = time.perf_counter()
             history = train_detector(train, val, config, settings, "plain", seed=seed, out_path=Path(tmp) / "m.pt",
