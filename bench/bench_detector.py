@@ -8,8 +8,8 @@ distortion (VC, the most expensive: an H.264 round trip per face). The faces are
 PNGs; throughput does not depend on what they show. Backbone `ensemble` is the expert ensemble of
 `--experts` (its training loss CE + KL + NCE, its EMA), read against the rows of its experts alone.
 
-    .venv/bin/python bench/bench_detector.py [--backbones resnet18 efficientnet_b0 ensemble]
-        [--experts resnet18 efficientnet_b0] [--image-size 64] [--images 64] [--modes plain fgsm pgd]
+    .venv/bin/python bench/bench_detector.py [--backbones resnet18 convnextv2_atto ensemble]
+        [--experts resnet18 convnextv2_atto] [--image-size 64] [--images 64] [--modes plain fgsm pgd]
         [--threads 1] [--out bench/out]
 
 Writes <out>/bench_detector.md (the Markdown table, also printed) and <out>/bench_detector.json.
@@ -65,8 +65,8 @@ def evaluation_rate(model: DeepfakeDetector, data: pd.DataFrame, kind: str, leve
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--backbones", nargs="+", default=["resnet18", "efficientnet_b0", "ensemble"])
-    parser.add_argument("--experts", nargs="+", default=["resnet18", "efficientnet_b0"],
+    parser.add_argument("--backbones", nargs="+", default=["resnet18", "convnextv2_atto", "ensemble"])
+    parser.add_argument("--experts", nargs="+", default=["resnet18", "convnextv2_atto"],
                         help="the experts of backbone ensemble")
     parser.add_argument("--image-size", type=int, default=64)
     parser.add_argument("--images", type=int, default=64)
