@@ -50,7 +50,8 @@ def faces(root: Path, count: int) -> pd.DataFrame:
 
 
 def train_rate(config: DetectorConfig, data: pd.DataFrame, mode: str, work: Path) -> float:
-    settings = {"epochs": 1, "batch_size": 32, "lr": 1e-3, "weight_decay": 0.0, "augment": "strong", "balance": False,
+    settings = {"epochs": 1, "batch_size": 32, "lr": 1e-3, "weight_decay": 0.0, "optimizer": "adamw", "patience": 0,
+                "augment": "strong", "balance": False,
                 "adversarial": ADVERSARIAL, "ema_decay": 0.995 if config.backbone == "ensemble" else 0.0}
     history = train_detector(data, data.head(2), config, settings, mode, seed=0, out_path=work / f"{mode}.pt",
                              work_dir=work / mode, device=torch.device("cpu"))
