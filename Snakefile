@@ -1,5 +1,6 @@
 # Robust deepfake detection under data poisoning: the workflow.
-# Stages, in order: render_demo (demo only) -> ingest -> extract_frames -> detect_faces -> crop_faces -> split
+# Stages, in order: render_demo (demo only) -> ingest -> detect_faces -> crop_faces -> split
+#   (save_frames: frame images, only with frames.save_images)
 #   -> train_generator (on A) -> poison (B's reals) -> train_ddpm / train_magnet / train_adv_generator (on A)
 #   -> poison_adaptive (adaptive attacks: B's reals, once per defence) -> purify (B's reals, one job per defence) -> generate_fakes (from B's defended, kept reals)
 #   / generate_test_fakes (from C's clean reals) -> train_feature_extractor (on A) -> measure_fakes
@@ -45,6 +46,7 @@ include: "rules/report.smk"
 rule all:
     input:
         split_outputs(),
+        frame_images(),
         attack_outputs(),
         experiment_outputs(),
     default_target: True

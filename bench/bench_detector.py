@@ -25,9 +25,9 @@ from tempfile import TemporaryDirectory
 import cv2
 import numpy as np
 import pandas as pd
-import torch
 
 from bench_report import add_run_arguments, machine, markdown_table, start_run, write_report
+from robust_deepfake.devices import Compute
 from robust_deepfake.stages.detector_training import train_detector
 from robust_deepfake.stages.evaluation import score_condition
 from robust_deepfake.detectors.network import DeepfakeDetector, DetectorConfig
@@ -54,13 +54,13 @@ def train_rate(config: DetectorConfig, data: pd.DataFrame, mode: str, work: Path
                 "augment": "strong", "balance": False,
                 "adversarial": ADVERSARIAL, "ema_decay": 0.995 if config.backbone == "ensemble" else 0.0}
     history = train_detector(data, data.head(2), config, settings, mode, seed=0, out_path=work / f"{mode}.pt",
-                             work_dir=work / mode, device=torch.device("cpu"))
+                             work_dir=work / mode, compute=Compute())
     return len(data) / float(history["seconds"].iloc[0])
 
 
 def evaluation_rate(model: DeepfakeDetector, data: pd.DataFrame, kind: str, level: int, size: int) -> float:
     began = time.perf_counter()
-    score_condition(model, data, kind, level, EVALUATE, seed=0, size=size, device=torch.device("cpu"))
+    score_condition(model, data, kind, level, EVALUATE, seed=0, size=size, compute=Compute())
     return len(data) / (time.perf_counter() - began)
 
 

@@ -26,10 +26,10 @@ import time
 from pathlib import Path
 
 import pandas as pd
-import torch
 import yaml
 
 from bench_report import add_run_arguments, machine, markdown_table, start_run, write_report
+from robust_deepfake.devices import Compute
 from robust_deepfake.detectors.holdout import holdout_split
 from robust_deepfake.stages.detector_training import score_faces, train_detector, training_set
 from robust_deepfake.stages.evaluation import evaluation_faces
@@ -70,10 +70,10 @@ def recipe_rows(name: str, changes: dict, args: argparse.Namespace, reals: pd.Da
         with tempfile.TemporaryDirectory() as tmp:
             began = time.perf_counter()
             history = train_detector(train, val, config, settings, "plain", seed=seed, out_path=Path(tmp) / "m.pt",
-                                     work_dir=Path(tmp) / "state", device=torch.device("cpu"))
+                                     work_dir=Path(tmp) / "state", compute=Compute())
             seconds = time.perf_counter() - began
             model, threshold = load_detector(Path(tmp) / "m.pt"), calibrated_threshold(Path(tmp) / "m.pt")
-        scores = score_faces(model, test, settings["image_size"], 64, torch.device("cpu"))
+        scores = score_faces(model, test, settings["image_size"], 64, Compute())
         best = history[history["best"]].iloc[-1]
         row = {"recipe": name, "seed": seed, "best_epoch": int(best["epoch"]), "epochs": len(history),
                "val_auc": float(best["val_auc"]), "seconds": seconds}

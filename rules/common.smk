@@ -6,6 +6,8 @@ import sys
 from functools import lru_cache
 from pathlib import Path
 
+from snakemake.exceptions import WorkflowError
+
 # The package lives in src/; jobs (local, conda or SLURM) import it through PYTHONPATH, so the
 # workflow also runs from a checkout where it is not pip-installed.
 SRC = str(Path(workflow.basedir) / "src")
@@ -43,6 +45,8 @@ DEFENCE_AXIS = config["defences"]
 # Neural rules declare `resources: gpu=GPU_PER_JOB`: one GPU each unless the one device setting says
 # cpu. A cluster profile turns it into --gpus; locally `--resources gpu=K` caps concurrent GPU jobs.
 GPU_PER_JOB = 0 if config["device"] == "cpu" else 1
+# Which frames of a video are decoded (detect_faces, and save_frames when frame images are wanted).
+FRAME_SAMPLING = {key: config["frames"][key] for key in ("mode", "per_video", "stride", "max_per_video")}
 # How the faces are cut (crop_faces), recorded in every detector's checkpoint (train_detector) so
 # that `predict` cuts new media the same way: each mode's own setting only, so that editing
 # another mode's reruns nothing.
@@ -123,6 +127,19 @@ def shard_rows(wildcards):
 @lru_cache(maxsize=4)
 def _cached_shard_digests(manifest, mtime):
     return shard_digests(manifest)
+
+
+def shard_threads(wildcards):
+    """Threads of a per-shard job: the cores shared out among the shards, so that a dataset of one
+    shard uses every core in its one job (MTCNN's torch threads, FFmpeg's decoding threads) and
+    one of many shards runs beside the others with one. Without --cores (a cluster executor) 1:
+    the profile sizes those jobs."""
+    try:
+        cores = workflow.cores
+    except WorkflowError:
+        return 1
+    manifest = media_manifest()
+    return max(1, cores // max(1, len(_cached_shard_digests(manifest, os.path.getmtime(manifest)))))
 
 
 def shard_outputs(pattern):
@@ -281,6 +298,13 @@ def split_outputs():
     ]
 
 
+def frame_images():
+    """The frame images of every shard, wanted only with `frames.save_images`."""
+    if not config["frames"]["save_images"]:
+        return []
+    return shard_outputs(f"{RESULTS}/frames/{{shard}}.parquet")
+
+
 def experiment_scenarios():
     """The union of the experiment blocks' products, in config order, each once; an axis a block
     leaves out takes every value its upstream stage makes (the seeds: detector.seeds)."""
@@ -330,7 +354,7 @@ def starting_detector(wildcards):
 
 
 # the face settings that finding a face again after a whole-video distortion reads
-FACE_DETECTION_KEYS = ("min_face_size", "thresholds", "scale_factor", "max_side", "min_confidence", "keep")
+FACE_DETECTION_KEYS = ("min_face_size", "skip_levels", "thresholds", "scale_factor", "max_side", "min_confidence", "keep")
 
 
 def video_distortion_manifests():

@@ -1,10 +1,9 @@
 rule crop_faces:
     """Face crops at the configured size: squares margin-enlarged around the detected boxes, the
     image's centre for pre-aligned datasets (`crop.mode: center`, StarGAN's preprocessing), or the
-    whole frame (`crop.mode: whole`)."""
+    whole frame (`crop.mode: whole`). The frames with a face are decoded again from the media."""
     input:
         detections=rules.detect_faces.output.manifest,
-        frame_dir=rules.extract_frames.output.frames,
     output:
         manifest=f"{RESULTS}/crops/{{shard}}.parquet",
         crops=directory(f"{RESULTS}/crops/{{shard}}"),
@@ -15,6 +14,7 @@ rule crop_faces:
         size=DETECTOR_INPUT["size"],
         image_format=config["crop"]["image_format"],
         code=script_code("crop_faces.py"),
+    threads: shard_threads
     log:
         f"{LOGS}/crop_faces/{{shard}}.log",
     benchmark:

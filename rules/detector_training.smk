@@ -13,6 +13,7 @@ rule train_detector:
         settings=detector_settings,
         seed=lambda wildcards: int(wildcards.seed),
         crop=DETECTOR_INPUT,
+        compute=config["compute"],
         device=config["device"],
         code=script_code("train_detector.py"),
     threads: 1

@@ -13,6 +13,7 @@ rule evaluate_detector:
     params:
         settings=config["evaluate"],
         seed=config["seed"],
+        compute=config["compute"],
         device=config["device"],
         code=script_code("evaluate_detector.py"),
     threads: 1

@@ -1,5 +1,7 @@
-rule extract_frames:
-    """Decode the kept frames of each video of a shard (images pass through as one frame)."""
+rule save_frames:
+    """The sampled frames of each video of a shard as images (images pass through as one frame).
+    Only with `frames.save_images: true`: no stage reads them (detection and cropping decode the
+    frames themselves), so switching it on or off reruns nothing else."""
     input:
         media=ancient(media_manifest()),
     output:
@@ -8,17 +10,15 @@ rule extract_frames:
     params:
         shard=lambda wildcards: int(wildcards.shard),
         rows=shard_rows,
-        mode=config["frames"]["mode"],
-        per_video=config["frames"]["per_video"],
-        stride=config["frames"]["stride"],
-        max_per_video=config["frames"]["max_per_video"],
+        sampling=FRAME_SAMPLING,
         image_format=config["frames"]["image_format"],
-        code=script_code("extract_frames.py"),
+        code=script_code("save_frames.py"),
+    threads: shard_threads
     log:
-        f"{LOGS}/extract_frames/{{shard}}.log",
+        f"{LOGS}/save_frames/{{shard}}.log",
     benchmark:
-        f"{BENCHMARKS}/extract_frames/{{shard}}.tsv"
+        f"{BENCHMARKS}/save_frames/{{shard}}.tsv"
     conda:
         "../envs/media.yaml"
     script:
-        "../workflow_scripts/extract_frames.py"
+        "../workflow_scripts/save_frames.py"

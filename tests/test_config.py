@@ -233,3 +233,18 @@ def test_a_stargan_fine_tuning_that_never_moves_the_generator_is_refused():
         validate_config(cfg)
     cfg["poison"]["generator"] = "faceswap_ae"  # the face swap's fine-tuning has no critic
     validate_config(cfg)
+
+
+def test_batch_sizes_may_be_given_per_device_and_compute_is_checked():
+    cfg = default_config()
+    cfg["faces"]["batch_size"] = {"cpu": 16, "cuda": 256}
+    cfg["purify"]["batch_size"] = 32
+    validate_config(cfg)
+    assert cfg["compute"] == {"precision": "fp32", "channels_last": False, "loader_workers": "auto"}
+    cfg["evaluate"]["batch_size"] = {"cuda": 512}
+    with pytest.raises(ConfigError, match="evaluate.batch_size"):
+        validate_config(cfg)
+    cfg = default_config()
+    cfg["compute"]["precision"] = "fp16"
+    with pytest.raises(ConfigError, match="compute.precision"):
+        validate_config(cfg)

@@ -1,7 +1,9 @@
-"""Square crops: the shift-inside rule, landmark mapping, and the crop stage on real detections."""
+"""Square crops: the shift-inside rule, landmark mapping, and the crop stage on real detections
+(it decodes the frames with a face again from the media)."""
 
 from __future__ import annotations
 
+from functools import partial
 from pathlib import Path
 
 import cv2
@@ -14,8 +16,8 @@ from robust_deepfake.faces.cropping import center_box, crop_face, square_box
 from robust_deepfake.stages.crop import crop_faces
 from robust_deepfake.stages.face_detection import detect_faces
 from robust_deepfake.paths import media_slug
-from robust_deepfake.manifest import (CROP_COLUMNS, DETECT_COLUMNS, FRAME_COLUMNS, read_manifest,
-                                      write_manifest)
+from robust_deepfake.manifest import CROP_COLUMNS, DETECT_COLUMNS, MEDIA_COLUMNS, read_manifest, write_manifest
+from robust_deepfake.video import frame_indices, read_video_frames
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -111,8 +113,8 @@ def detections_table(tmp_path: Path) -> pd.DataFrame:
     rows = []
     cases = [("f.png", True, None), ("f.png", False, "no face above confidence 0.9"), ("gone.png", True, None)]
     for k, (name, has_face, error) in enumerate(cases):
-        r = dict(base, media_id=f"vid/clip {k}.mp4", dataset="t", kind="video", label=1, frame_idx=k * 7,
-                 frame_path=str(tmp_path / name), has_face=has_face, error=error,
+        r = dict(base, media_id=f"vid/clip {k}.png", dataset="t", kind="image", label=1, frame_idx=0,
+                 path=str(tmp_path / name), has_face=has_face, error=error,
                  n_faces=1 if has_face else 0, confidence=0.99 if has_face else np.nan)
         if has_face:
             r["box"] = np.array([100, 60, 220, 180], np.float32)
@@ -125,22 +127,42 @@ def test_crop_faces_writes_crops_and_passes_other_rows_through(tmp_path):
     out = crop_faces(detections_table(tmp_path), tmp_path / "faces", margin=0.3, size=64, image_format="png")
     assert list(out.columns) == CROP_COLUMNS
     face, noface, gone = (out.iloc[k] for k in range(3))
-    assert face["face_path"] == str(tmp_path / "faces" / media_slug("vid/clip 0.mp4") / "000000.png")
+    assert face["face_path"] == str(tmp_path / "faces" / media_slug("vid/clip 0.png") / "000000.png")
     assert cv2.imread(face["face_path"]).shape == (64, 64, 3)
     assert tuple(face["crop_box"]) == (82, 42, 238, 198) and face["crop_box"].dtype == np.int32
     assert noface["face_path"] is None and noface["crop_box"] is None
     assert noface["error"] == "no face above confidence 0.9"
-    assert gone["face_path"] is None and gone["error"].startswith("unreadable frame image")
+    assert gone["face_path"] is None and gone["has_face"]
+    assert gone["error"] == f"frame 0 could not be decoded again for cropping: {tmp_path / 'gone.png'}: file not found"
     assert sorted(p.name for p in (tmp_path / "faces").rglob("*") if p.is_file()) == ["000000.png"]
 
 
-def frames_table(paths: list[Path]) -> pd.DataFrame:
-    """A frames manifest with one still image per row, as the frames stage writes for photos."""
-    base = {c: None for c in FRAME_COLUMNS}
+def media_table(paths: list[Path]) -> pd.DataFrame:
+    """A media manifest of photos, as ingest writes it."""
+    base = {c: None for c in MEDIA_COLUMNS}
     rows = [dict(base, media_id=f"{p.parent.name}/{p.name}", dataset="test", path=str(p), kind="image", label=0,
-                 method="real", identity=p.parent.name, shard=0, frame_idx=0, frame_count=1, frame_path=str(p))
-            for p in paths]
-    return pd.DataFrame(rows, columns=FRAME_COLUMNS)
+                 method="real", identity=p.parent.name, shard=0) for p in paths]
+    return pd.DataFrame(rows, columns=MEDIA_COLUMNS)
+
+
+def test_crops_of_a_video_are_cut_from_the_frames_the_sampled_reader_gives(shared_data, tmp_path):
+    """No frame images between the stages: cropping decodes the frames with a face again, and
+    its crops are those of the very frames detection saw."""
+    video = shared_data / "real_videos" / "WDA_AlexandriaOcasioCortez_000.mp4"
+    base = {c: None for c in DETECT_COLUMNS}
+    box = np.array([150, 100, 350, 330], np.float32)
+    points = np.array([200, 180, 300, 180, 250, 230, 210, 280, 290, 280], np.float32)
+    rows = [dict(base, media_id="real/aoc.mp4", path=str(video), kind="video", label=0, frame_idx=idx,
+                 has_face=idx != 50, box=box if idx != 50 else None, landmarks=points if idx != 50 else None)
+            for idx in (7, 50, 120, 199)]
+    out = crop_faces(pd.DataFrame(rows, columns=DETECT_COLUMNS), tmp_path, margin=0.3, size=96, image_format="png")
+    frames, _ = read_video_frames(video, [7, 120, 199])
+    for idx, path in zip(out["frame_idx"], out["face_path"]):
+        if idx == 50:
+            assert path is None
+            continue
+        expected, _, _ = crop_face(cv2.cvtColor(frames[idx], cv2.COLOR_RGB2BGR), box, points, 0.3, 96)
+        assert np.array_equal(cv2.imread(path), expected), idx
 
 
 def test_crop_faces_creates_the_output_folder_when_no_frame_has_a_face(tmp_path):
@@ -154,8 +176,10 @@ def test_crop_faces_on_real_detections(shared_data, cfg, tmp_path):
     """Detection then cropping with the shipped defaults, one photo per identity."""
     photos = [sorted(d.iterdir())[0] for d in sorted((shared_data / "face_photos" / "identities").iterdir())]
     faces_cfg, crop_cfg = cfg["faces"], cfg["crop"]
-    detections = detect_faces(frames_table(photos), device="cpu", batch_size=faces_cfg["batch_size"],
-                              min_face_size=faces_cfg["min_face_size"], thresholds=faces_cfg["thresholds"],
+    sample = partial(frame_indices, mode="linspace", per_video=1, stride=1, max_per_video=1)
+    detections = detect_faces(media_table(photos), sample, device="cpu", batch_size=faces_cfg["batch_size"],
+                              min_face_size=faces_cfg["min_face_size"], skip_levels=faces_cfg["skip_levels"],
+                              thresholds=faces_cfg["thresholds"],
                               scale_factor=faces_cfg["scale_factor"], max_side=faces_cfg["max_side"],
                               min_confidence=faces_cfg["min_confidence"], keep=faces_cfg["keep"])
     assert detections["has_face"].all()
@@ -167,7 +191,7 @@ def test_crop_faces_on_real_detections(shared_data, cfg, tmp_path):
         assert r["face_path"].endswith(f"/000000.{crop_cfg['image_format']}")
         pts = r["crop_landmarks"].reshape(5, 2)
         assert ((pts >= 0) & (pts < size)).all(), f"{r['media_id']}: landmark outside the crop {pts}"
-        frame_h, frame_w = cv2.imread(r["frame_path"]).shape[:2]
+        frame_h, frame_w = cv2.imread(r["path"]).shape[:2]
         assert inside(r["crop_box"], frame_w, frame_h) and side(r["crop_box"]) > 0
     write_manifest(out, tmp_path / "crop.parquet")
     back = read_manifest(tmp_path / "crop.parquet")

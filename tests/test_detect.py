@@ -1,7 +1,9 @@
-"""Face detection on real photos with the default config: rate, error rows, coordinates, keep rule."""
+"""Face detection on real photos and a real video with the default config: rate, error rows,
+coordinates, keep rule; the stage decodes the sampled frames itself."""
 
 from __future__ import annotations
 
+from functools import partial
 from pathlib import Path
 
 import cv2
@@ -12,10 +14,13 @@ import torch
 import yaml
 from skimage import data as skdata
 
+from facenet_pytorch import MTCNN
+
 from robust_deepfake.faces.detection import build_detector, detect_batch
 from robust_deepfake.stages.face_detection import detect_faces
 from robust_deepfake.devices import resolve_device
-from robust_deepfake.manifest import DETECT_COLUMNS, FRAME_COLUMNS, read_manifest, write_manifest
+from robust_deepfake.manifest import DETECT_COLUMNS, MEDIA_COLUMNS, read_manifest, write_manifest
+from robust_deepfake.video import frame_indices, read_video_frames
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -29,7 +34,8 @@ def faces_cfg() -> dict:
 
 @pytest.fixture(scope="module")
 def detector(faces_cfg):
-    return build_detector("cpu", faces_cfg["min_face_size"], faces_cfg["thresholds"], faces_cfg["scale_factor"])
+    return build_detector("cpu", faces_cfg["min_face_size"], faces_cfg["thresholds"], faces_cfg["scale_factor"],
+                          faces_cfg["skip_levels"])
 
 
 def iou(a, b) -> float:
@@ -43,17 +49,17 @@ def read_rgb(path: Path) -> np.ndarray:
     return cv2.cvtColor(cv2.imread(str(path)), cv2.COLOR_BGR2RGB)
 
 
-def frames_table(paths: list[Path], errors: list[str | None] | None = None) -> pd.DataFrame:
-    """A frames manifest with one still image per row, as the frames stage writes for photos."""
-    errors = errors or [None] * len(paths)
-    rows = []
-    for k, (p, err) in enumerate(zip(paths, errors)):
-        media_id = f"{p.parent.name}/{p.name}"
-        rows.append({"media_id": media_id, "dataset": "test", "path": str(p), "kind": "image", "label": 0,
-                     "method": "real", "source_id": None, "target_id": None, "identity": p.parent.name,
-                     "official_split": None, "shard": k % 4, "frame_idx": 0, "frame_count": 1,
-                     "frame_path": str(p), "width": 0, "height": 0, "error": err})
-    return pd.DataFrame(rows, columns=FRAME_COLUMNS)
+def media_table(paths: list[Path]) -> pd.DataFrame:
+    """A media manifest as ingest writes it: photos are images, .mp4 files videos."""
+    rows = [{"media_id": f"{p.parent.name}/{p.name}", "dataset": "test", "path": str(p),
+             "kind": "video" if p.suffix == ".mp4" else "image", "label": 0, "method": "real", "source_id": None,
+             "target_id": None, "identity": p.parent.name, "official_split": None, "shard": k % 4}
+            for k, p in enumerate(paths)]
+    return pd.DataFrame(rows, columns=MEDIA_COLUMNS)
+
+
+FRAMES_PER_VIDEO = 3
+SAMPLE = partial(frame_indices, mode="linspace", per_video=FRAMES_PER_VIDEO, stride=1, max_per_video=1)
 
 
 @pytest.fixture(scope="module")
@@ -70,20 +76,25 @@ def big_photo(identity_photos) -> Path:
 
 
 @pytest.fixture(scope="module")
-def detected(identity_photos, faces_cfg, tmp_path_factory) -> pd.DataFrame:
-    """One detect_faces run over the identity photos mixed with bad inputs, shared by the tests."""
+def talking_head(shared_data) -> Path:
+    return shared_data / "real_videos" / "WDA_KatieHill_000.mp4"
+
+
+@pytest.fixture(scope="module")
+def detected(identity_photos, talking_head, faces_cfg, tmp_path_factory) -> pd.DataFrame:
+    """One detect_faces run over the identity photos and a video, mixed with bad inputs, shared by
+    the tests."""
     bad = tmp_path_factory.mktemp("bad")
     cv2.imwrite(str(bad / "coffee.png"), cv2.cvtColor(skdata.coffee(), cv2.COLOR_RGB2BGR))
     cv2.imwrite(str(bad / "flat.png"), np.full((240, 320, 3), 127, np.uint8))
     (bad / "garbage.jpg").write_bytes(np.random.default_rng(0).integers(0, 256, 4096, dtype=np.uint8).tobytes())
-    extra = [bad / "coffee.png", bad / "flat.png", bad / "garbage.jpg", bad / "never_extracted.png"]
-    paths = extra[:2] + identity_photos[:5] + extra[2:] + identity_photos[5:]
-    errors = [None] * len(paths)
-    errors[paths.index(bad / "never_extracted.png")] = "video could not be decoded"
-    frames = frames_table(paths, errors)
-    frames["attr_Smiling"] = np.int8(1)
-    return detect_faces(frames, device="cpu", batch_size=faces_cfg["batch_size"],
-                        min_face_size=faces_cfg["min_face_size"], thresholds=faces_cfg["thresholds"],
+    extra = [bad / "coffee.png", bad / "flat.png", bad / "garbage.jpg", bad / "missing.png"]
+    paths = extra[:2] + identity_photos[:5] + [talking_head] + extra[2:] + identity_photos[5:]
+    media = media_table(paths)
+    media["attr_Smiling"] = np.int8(1)
+    return detect_faces(media, SAMPLE, device="cpu", batch_size=faces_cfg["batch_size"],
+                        min_face_size=faces_cfg["min_face_size"], skip_levels=faces_cfg["skip_levels"],
+                        thresholds=faces_cfg["thresholds"],
                         scale_factor=faces_cfg["scale_factor"], max_side=faces_cfg["max_side"],
                         min_confidence=faces_cfg["min_confidence"], keep=faces_cfg["keep"])
 
@@ -126,17 +137,26 @@ def test_photos_without_a_face_become_error_rows(detected, faces_cfg):
         assert r["box"] is None and r["landmarks"] is None and np.isnan(r["confidence"])
 
 
-def test_unreadable_image_becomes_error_row(detected):
-    r = row(detected, "garbage.jpg")
-    assert not r["has_face"]
-    assert r["error"].startswith("unreadable frame image ") and r["error"].endswith("garbage.jpg")
-    assert pd.isna(r["n_faces"]) and r["box"] is None
+@pytest.mark.parametrize("name, reason", [("garbage.jpg", "unreadable image"), ("missing.png", "file not found")])
+def test_media_that_cannot_be_read_become_error_rows(detected, name, reason):
+    r = row(detected, name)
+    assert not r["has_face"] and r["error"].endswith(f"{name}: {reason}")
+    assert pd.isna(r["n_faces"]) and pd.isna(r["frame_idx"]) and r["box"] is None
 
 
-def test_rows_with_an_earlier_error_pass_through(detected):
-    r = row(detected, "never_extracted.png")
-    assert r["error"] == "video could not be decoded"
-    assert not r["has_face"] and pd.isna(r["n_faces"]) and r["box"] is None
+def test_a_video_gives_one_row_per_sampled_frame_with_the_face_of_that_frame(detected, talking_head, detector,
+                                                                             faces_cfg):
+    """The stage decodes the frames it samples (no frame images between stages): its boxes are
+    those of the very frames the sampled reader gives."""
+    rows = detected[detected["media_id"] == f"real_videos/{talking_head.name}"]
+    frames, info = read_video_frames(talking_head, SAMPLE)
+    assert rows["frame_idx"].tolist() == sorted(frames) and len(frames) == FRAMES_PER_VIDEO
+    assert (rows["frame_count"] == info["frame_count"]).all() and rows["has_face"].all()
+    assert (rows["width"] == 512).all() and (rows["height"] == 512).all()
+    alone = detect_batch(detector, [frames[i] for i in sorted(frames)], faces_cfg["max_side"],
+                         faces_cfg["min_confidence"], faces_cfg["keep"])
+    for box, face in zip(rows["box"], alone):
+        np.testing.assert_allclose(box, face["box"], atol=1e-3)
 
 
 def test_output_has_manifest_columns_and_round_trips(detected, tmp_path):
@@ -194,3 +214,19 @@ def test_auto_device_falls_back_to_what_exists():
     expected = "cuda" if torch.cuda.is_available() else "cpu"
     assert resolve_device("auto").type == expected
     assert resolve_device("cpu").type == "cpu"
+
+
+def test_skipping_pyramid_levels_keeps_the_default_calls_boxes(detector, shared_data):
+    """The shipped settings search the default call's pyramid without its two finest levels: on real
+    frames the kept face is the one `MTCNN()` finds largest, in the same box; downscaling the
+    frame first (max_side) moves the boxes (bench/bench_faces.py measures both)."""
+    reference = MTCNN(device="cpu")
+    frames = []
+    for name in ("short_hamilton_clip.mp4", "WDA_KatieHill_000.mp4"):
+        got, _ = read_video_frames(shared_data / "real_videos" / name, [0, 90, 180])
+        frames += [got[i] for i in sorted(got)]
+    ours = detect_batch(detector, frames, None, 0.0, "largest")
+    for frame, face in zip(frames, ours):
+        boxes, _ = reference.detect(frame)
+        largest = max(boxes, key=lambda b: (b[2] - b[0]) * (b[3] - b[1]))
+        assert iou(face["box"], largest) > 0.99, (face["box"], largest)

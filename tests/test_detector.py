@@ -11,6 +11,7 @@ import pytest
 import timm
 import torch
 
+from robust_deepfake.devices import Compute
 from robust_deepfake.stages import detector_training as detector_module
 from robust_deepfake.detectors.holdout import holdout_split
 from robust_deepfake.stages.detector_training import NothingToTrain, balanced_indices, train_detector, training_set
@@ -136,7 +137,7 @@ def _train(faces, tmp_path, name, mode="plain"):
     torch.manual_seed(0)
     train, val = holdout_split(faces, 0.25, seed=0)
     return train_detector(train, val, TINY, SETTINGS, mode, seed=0, out_path=tmp_path / f"{name}.pt",
-                          work_dir=tmp_path / f"{name}_work", device=torch.device("cpu"))
+                          work_dir=tmp_path / f"{name}_work", compute=Compute())
 
 
 def test_training_learns_and_a_killed_run_resumes_to_the_same_weights(faces, tmp_path, monkeypatch):
@@ -175,7 +176,7 @@ def test_adversarial_fine_tuning_starts_from_the_plain_checkpoints_weights(faces
     train, val = holdout_split(faces, 0.25, seed=0)
     frozen = {**SETTINGS, "lr": 0.0}  # no step moves a weight: what comes out is what went in
     history = train_detector(train, val, TINY, frozen, "pgd_finetune", seed=0, out_path=tmp_path / "ft.pt",
-                             work_dir=tmp_path / "ft_work", device=torch.device("cpu"), init_file=tmp_path / "plain.pt")
+                             work_dir=tmp_path / "ft_work", compute=Compute(), init_file=tmp_path / "plain.pt")
     assert len(history) == SETTINGS["adversarial"]["finetune_epochs"]
     tuned = load_detector(tmp_path / "ft.pt").state_dict()
     weights = [k for k in plain if "running" not in k and "num_batches" not in k]
@@ -185,14 +186,14 @@ def test_adversarial_fine_tuning_starts_from_the_plain_checkpoints_weights(faces
     assert not torch.equal(fresh["backbone.conv1.weight"], tuned["backbone.conv1.weight"])
 
     history = train_detector(train, val, TINY, SETTINGS, "fgsm_finetune", seed=0, out_path=tmp_path / "ft2.pt",
-                             work_dir=tmp_path / "ft2_work", device=torch.device("cpu"), init_file=tmp_path / "plain.pt")
+                             work_dir=tmp_path / "ft2_work", compute=Compute(), init_file=tmp_path / "plain.pt")
     assert history["val_auc"].iloc[0] > 0.9  # it begins where the plain detector ended, not at chance
     with pytest.raises(ValueError, match="starts from plain, but was given no checkpoint"):
         train_detector(train, val, TINY, SETTINGS, "pgd_finetune", seed=0, out_path=tmp_path / "x.pt",
-                       work_dir=tmp_path / "x", device=torch.device("cpu"))
+                       work_dir=tmp_path / "x", compute=Compute())
     with pytest.raises(ValueError, match="cannot fine-tune"):
         train_detector(train, val, DetectorConfig(backbone="resnet18", image_size=48), SETTINGS, "pgd_finetune",
-                       seed=0, out_path=tmp_path / "y.pt", work_dir=tmp_path / "y", device=torch.device("cpu"),
+                       seed=0, out_path=tmp_path / "y.pt", work_dir=tmp_path / "y", compute=Compute(),
                        init_file=tmp_path / "plain.pt")
 
 
@@ -210,7 +211,7 @@ def test_patience_stops_training_and_the_threshold_is_kept_with_the_model(faces,
     train, val = holdout_split(faces, 0.25, seed=0)
     settings = {**SETTINGS, "epochs": 30, "patience": 2, "lr": 1e-2}
     history = train_detector(train, val, TINY, settings, "plain", seed=0, out_path=tmp_path / "m.pt",
-                             work_dir=tmp_path / "w", device=torch.device("cpu"))
+                             work_dir=tmp_path / "w", compute=Compute())
     last_best = int(history.loc[history["best"], "epoch"].max())
     assert len(history) == last_best + 2 < 30  # two epochs without a better one, then stop
     payload = torch.load(tmp_path / "m.pt", weights_only=True)
@@ -242,10 +243,10 @@ def test_the_spectrum_detector_separates_blurred_from_sharp(tmp_path):
     train, test = blurred_and_sharp(tmp_path, 24, seed=1), blurred_and_sharp(tmp_path, 16, seed=2)
     fit, val = holdout_split(train, 0.25, seed=0)
     train_detector(fit, val, config, {**SETTINGS, "epochs": 15, "lr": 1e-2}, "plain", seed=0,
-                   out_path=tmp_path / "spectrum.pt", work_dir=tmp_path / "w", device=torch.device("cpu"))
+                   out_path=tmp_path / "spectrum.pt", work_dir=tmp_path / "w", compute=Compute())
     model = load_detector(tmp_path / "spectrum.pt")
     assert sum(p.numel() for p in model.parameters()) == 32 + 1  # a linear head on 32 spectrum bins
-    scores = score_faces(model, test, 32, 16, torch.device("cpu"))
+    scores = score_faces(model, test, 32, 16, Compute())
     assert detection_metrics(test["label"].to_numpy(), scores)["auc"] >= 0.95
     # it takes the evasion attacks as any detector: its logit is differentiable in the pixels
     pixels = torch.rand(2, 3, 32, 32, requires_grad=True)

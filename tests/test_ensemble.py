@@ -11,6 +11,7 @@ import pandas as pd
 import pytest
 import torch
 
+from robust_deepfake.devices import Compute
 from robust_deepfake.detectors.ensemble import (ExpertEnsemble, consensus_kl_term, cross_entropy_term,
                                                 supervised_nce_term)
 from robust_deepfake.detectors.holdout import holdout_split, kmeans_sources
@@ -123,7 +124,7 @@ def test_the_ensemble_trains_with_its_losses_and_weight_average(tmp_path):
     settings = {"epochs": 6, "batch_size": 8, "lr": 3e-3, "weight_decay": 0.0, "optimizer": "adamw", "patience": 0,
                 "augment": "none", "balance": True, "ema_decay": 0.995}
     history = train_detector(train, val, config, settings, "plain", seed=0, out_path=tmp_path / "e.pt",
-                             work_dir=tmp_path / "w", device=torch.device("cpu"))
+                             work_dir=tmp_path / "w", compute=Compute())
     assert np.isfinite(history["train_loss"]).all() and history["val_auc"].max() > 0.9
     model = load_detector(tmp_path / "e.pt")
     assert model.config.extra["experts"] == EXPERTS and isinstance(model.backbone, ExpertEnsemble)

@@ -10,6 +10,7 @@ import pandas as pd
 import pytest
 import torch
 
+from robust_deepfake.devices import Compute
 from robust_deepfake.stages.evaluation import ALL_FAKES, conditions, evaluation_faces, metrics_table, score_all
 from robust_deepfake.detectors.network import DeepfakeDetector, DetectorConfig
 from robust_deepfake.stages.report import (experiment_table, markdown, plot_attack_success, plot_auc_vs_rate, plot_distortions,
@@ -51,7 +52,7 @@ def test_every_condition_is_scored_and_summarised(split_c):
     torch.manual_seed(0)
     model = DeepfakeDetector(DetectorConfig(image_size=32)).eval()
     faces = evaluation_faces(split_c[0], [split_c[1]])
-    scores = score_all(model, faces, SETTINGS, seed=0, size=32, device=torch.device("cpu"))
+    scores = score_all(model, faces, SETTINGS, seed=0, size=32, compute=Compute())
     names = [c for c, _, _ in conditions(SETTINGS)]
     assert names == ["clean", "fgsm", "pgd", "GB-1", "GB-5", "CS-1", "CS-5"]
     assert scores.groupby("condition").size().to_dict() == {n: len(faces) for n in names}
@@ -61,7 +62,7 @@ def test_every_condition_is_scored_and_summarised(split_c):
     # each image is pushed away from its label: fakes' scores fall, reals' rise
     assert (pgd[labels == 1] < clean[labels == 1]).all() and (pgd[labels == 0] > clean[labels == 0]).all()
 
-    again = score_all(model, faces, SETTINGS, seed=0, size=32, device=torch.device("cpu"))
+    again = score_all(model, faces, SETTINGS, seed=0, size=32, compute=Compute())
     assert np.array_equal(again["score"].to_numpy(), scores["score"].to_numpy())
 
     metrics = metrics_table(scores, 0.5)

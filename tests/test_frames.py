@@ -1,5 +1,6 @@
-"""Frame extraction: which frames are picked, that sparse decoding equals sequential decoding,
-and that bad media become error rows without stopping the good ones.
+"""Frame sampling and decoding: which frames are picked, that sparse decoding equals sequential
+decoding, and that bad media become error rows without stopping the good ones (through the
+optional frame images stage, which writes what detection and cropping decode).
 
 Small videos are encoded here with PyAV (B-frames and a short GOP, so seeking and reordering are
 really exercised); the real videos from ../shared/data check counts and pixels on real encoders.
@@ -9,6 +10,7 @@ from __future__ import annotations
 
 import logging
 from fractions import Fraction
+from functools import partial
 from pathlib import Path
 
 import av
@@ -17,8 +19,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from robust_deepfake.stages.frames import extract_frames
-from robust_deepfake.video import frame_indices, read_video_frames
+from robust_deepfake.stages.frames import save_frames
+from robust_deepfake.video import decode_ahead, frame_indices, read_video_frames
 from robust_deepfake.images import MediaError
 from robust_deepfake.manifest import FRAME_COLUMNS, MEDIA_COLUMNS, read_manifest, write_manifest
 from robust_deepfake.paths import media_slug
@@ -214,7 +216,13 @@ def test_real_videos_sampled_equal_sequential(shared_data, name, count):
     assert not info["vfr"]
 
 
-# --- extract_frames ------------------------------------------------------------------------------
+# --- save_frames (the sampled frames as images) --------------------------------------------------
+
+def extract_frames(media: pd.DataFrame, out_dir: Path, mode: str, per_video: int, stride: int, max_per_video: int,
+                   image_format: str) -> pd.DataFrame:
+    sample = partial(frame_indices, mode=mode, per_video=per_video, stride=stride, max_per_video=max_per_video)
+    return save_frames(media, out_dir, sample, image_format)
+
 
 @pytest.fixture
 def bad_media(tmp_path, video) -> dict[str, tuple[Path, str]]:
@@ -242,7 +250,7 @@ def bad_media(tmp_path, video) -> dict[str, tuple[Path, str]]:
     return out
 
 
-def test_extract_frames_bad_media_become_error_rows(tmp_path, video, bad_media, caplog):
+def test_save_frames_bad_media_become_error_rows(tmp_path, video, bad_media, caplog):
     image = tmp_path / "face.png"
     cv2.imwrite(str(image), noise_frames(1, 40, 30)[0])
     rows = [{"media_id": "good/video.mp4", "path": str(video), "kind": "video"},
@@ -257,7 +265,7 @@ def test_extract_frames_bad_media_become_error_rows(tmp_path, video, bad_media, 
     with caplog.at_level(logging.WARNING, logger="robust_deepfake"):
         frames = extract_frames(media, out_dir, "linspace", 8, 10, 32, "png")
 
-    assert list(frames.columns) == FRAME_COLUMNS + ["attr_Smiling"]
+    assert list(frames.columns) == FRAME_COLUMNS + ["attr_Smiling", "frame_path"]
     good = frames[frames["media_id"] == "good/video.mp4"]
     assert good["frame_idx"].tolist() == frame_indices(N_FRAMES, "linspace", 8, 10, 32)
     assert (good["frame_count"] == N_FRAMES).all() and good["error"].isna().all()
@@ -283,7 +291,7 @@ def test_extract_frames_bad_media_become_error_rows(tmp_path, video, bad_media, 
     assert str(video) not in caplog.text and str(image) not in caplog.text
     assert (frames["attr_Smiling"] == 1).all()
 
-    write_manifest(frames, tmp_path / "frames.parquet", columns=FRAME_COLUMNS)
+    write_manifest(frames, tmp_path / "frames.parquet", columns=FRAME_COLUMNS + ["frame_path"])
     back = read_manifest(tmp_path / "frames.parquet")
     assert len(back) == len(frames) and back["frame_idx"].isna().sum() == len(bad_media) + 1
 
@@ -340,13 +348,34 @@ def test_truncated_matroska_is_read_with_a_warning(tmp_path, caplog):
     assert_frames_equal(frames, sequential(path, {0, 5})[0])
 
 
-def test_extract_frames_jpg_and_stride(tmp_path, video):
+def test_save_frames_jpg_and_stride(tmp_path, video):
     media = media_table([{"media_id": "a/b.mp4", "path": str(video), "kind": "video"}])
     frames = extract_frames(media, tmp_path, "stride", 8, 7, 3, "jpg")
     assert frames["frame_idx"].tolist() == [0, 7, 14]
     assert all(p.endswith(".jpg") and Path(p).is_file() for p in frames["frame_path"])
 
 
-def test_extract_frames_of_nothing_has_the_columns(tmp_path):
+def test_save_frames_of_nothing_has_the_columns(tmp_path):
     frames = extract_frames(pd.DataFrame(columns=MEDIA_COLUMNS), tmp_path, "linspace", 8, 10, 32, "png")
-    assert list(frames.columns) == FRAME_COLUMNS and frames.empty
+    assert list(frames.columns) == FRAME_COLUMNS + ["frame_path"] and frames.empty
+
+
+def test_decode_ahead_keeps_the_order_and_works_one_media_ahead():
+    """The next media is decoded while the caller works on the current one, never further ahead
+    (so at most two media's frames are held)."""
+    import time
+
+    started: list[int] = []
+
+    def decode(k: int) -> int:
+        started.append(k)
+        return k * 10
+
+    seen = []
+    for k, value in decode_ahead(range(4), decode):
+        time.sleep(0.05)  # the caller's work on k: the worker has time to run ahead if it would
+        assert max(started) == min(k + 1, 3), (k, started)
+        seen.append((k, value))
+    assert seen == [(0, 0), (1, 10), (2, 20), (3, 30)]
+    with pytest.raises(ValueError, match="bad media"):
+        list(decode_ahead([1], lambda k: (_ for _ in ()).throw(ValueError("bad media"))))

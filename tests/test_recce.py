@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 
+from robust_deepfake.devices import Compute
 from robust_deepfake.detectors.holdout import holdout_split
 from robust_deepfake.detectors.network import DeepfakeDetector, DetectorConfig, load_detector
 from robust_deepfake.detectors.recce import RECCE, metric_term, reconstruction_term
@@ -43,7 +44,7 @@ def test_recce_reconstructs_its_input_size_and_trains_in_the_pipeline(tmp_path):
     settings = {"epochs": 6, "batch_size": 8, "lr": 3e-3, "weight_decay": 0.0, "optimizer": "adamw", "patience": 0,
                 "augment": "none", "balance": True}
     history = train_detector(train, val, config, settings, "plain", seed=0, out_path=tmp_path / "r.pt",
-                             work_dir=tmp_path / "w", device=torch.device("cpu"))
+                             work_dir=tmp_path / "w", compute=Compute())
     assert np.isfinite(history["train_loss"]).all() and history["val_auc"].max() > 0.9
     assert isinstance(load_detector(tmp_path / "r.pt").backbone, RECCE)
     assert isinstance(DeepfakeDetector(config).backbone, RECCE)

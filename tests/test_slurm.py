@@ -6,9 +6,8 @@ with the partition, CPUs, memory, GPU and time limit the profile declares.
 slurmctld and slurmd from a temporary folder; the fixture stops exactly those at the end. The node
 is fake-sized (slurmd trusts its configured CPUs, memory and one GPU on /dev/null) and has the
 partitions the profile names, so the profile runs unchanged: the one test-only option is a 2 s
-first status check. The target is the face crops of every shard: render_demo and ingest, the
-frames and crops groups (both shards' jobs in one SLURM job each) and detect_faces, a GPU rule,
-once per shard.
+first status check. The target is the face crops of every shard: render_demo and ingest,
+detect_faces, a GPU rule, once per shard, and the crops group (both shards' jobs in one SLURM job).
 
 Needs root and apt-get/dpkg (Debian); RDD_SKIP_SLURM=1 skips it. About 2-3 minutes.
 """
@@ -32,7 +31,7 @@ CONFIGS = [str(REPO / "config" / "config.yaml"), str(REPO / "config" / "smoke.ya
 SHARDS = ["0000", "0001"]  # config/smoke.yaml: shards: 2
 TARGETS = [f"results/smoke/crops/{shard}.parquet" for shard in SHARDS]
 # SLURM jobs the target takes, by rule (group jobs by their group name)
-EXPECTED_JOBS = {"render_demo": 1, "ingest": 1, "frames": 1, "detect_faces": 2, "crops": 1}
+EXPECTED_JOBS = {"render_demo": 1, "ingest": 1, "detect_faces": 2, "crops": 1}
 GPU_RULE = "detect_faces"
 RUN_TIMEOUT_S = 480
 

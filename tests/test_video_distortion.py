@@ -14,8 +14,8 @@ from robust_deepfake.stages.video_distortion import clips, distort_and_cut, dist
 from robust_deepfake.video import read_video_frames
 from test_frames import encode, noise_frames
 
-FACES = {"min_face_size": 40, "thresholds": [0.6, 0.7, 0.7], "scale_factor": 0.709, "max_side": 640,
-         "min_confidence": 0.9, "keep": "largest"}
+FACES = {"min_face_size": 20, "skip_levels": 2, "thresholds": [0.6, 0.7, 0.7], "scale_factor": 0.709,
+         "max_side": None, "min_confidence": 0.9, "keep": "largest"}
 
 
 @pytest.fixture()
@@ -72,7 +72,8 @@ def test_faces_are_found_again_in_a_distorted_real_video_and_cut_as_trained(shar
     video = shared_data / "real_videos" / "WDA_KatieHill_000.mp4"
     part_c = pd.DataFrame({"media_id": "real/katie", "path": str(video), "kind": "video", "label": 0,
                            "method": None, "frame_idx": [0, 50]})
-    detector = build_detector("cpu", FACES["min_face_size"], FACES["thresholds"], FACES["scale_factor"])
+    detector = build_detector("cpu", FACES["min_face_size"], FACES["thresholds"], FACES["scale_factor"],
+                              FACES["skip_levels"])
     table = distort_and_cut(part_c, pd.DataFrame(), "GB", 1, 0, detector, FACES, DetectorInput("mtcnn", 64, 0.3),
                             tmp_path / "crops")
     assert table["frame_idx"].tolist() == [0, 50] and table["error"].isna().all()

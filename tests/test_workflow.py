@@ -139,13 +139,20 @@ def test_complete_run_plans_nothing(demo_run):
     assert planned_jobs(demo_run) == {}
 
 
-UPSTREAM_OF_CROPS = {"render_demo", "ingest", "extract_frames", "detect_faces"}
+UPSTREAM_OF_CROPS = {"render_demo", "ingest", "detect_faces"}
 
 
 def test_crop_margin_reruns_cropping_and_dependants_only(demo_run):
+    """No frame images lie between detection and cropping: cropping decodes the frames again,
+    so a new margin still never reruns MTCNN."""
+    assert not (demo_run / "results" / "smoke" / "frames").exists()
     jobs = planned_jobs(demo_run, "--config", "crop={margin: 0.45}")
     assert jobs["crop_faces"] == 2 and jobs["split"] == 1
     assert not UPSTREAM_OF_CROPS & set(jobs), jobs
+
+
+def test_frame_images_are_an_option_that_reruns_nothing_else(demo_run):
+    assert planned_jobs(demo_run, "--config", "frames={save_images: true}") == {"save_frames": 2, "all": 1}
 
 
 DETECTORS = {"train_detector": 6, "evaluate_detector": 6, "summarise_experiments": 1}
@@ -335,7 +342,7 @@ def test_bad_inputs_are_reported_and_the_run_completes(messy_dataset, tmp_path):
     shutil.copy(next((messy_dataset / "real").glob("*/clip*.mp4")), new / "clip0.mp4")
     try:
         assert executed_jobs(snakemake(tmp_path, "--cores", "2", *args)) == {
-            "ingest": 1, "extract_frames": 1, "detect_faces": 1, "crop_faces": 1, "split": 1}
+            "ingest": 1, "detect_faces": 1, "crop_faces": 1, "split": 1}
     finally:
         shutil.rmtree(new)
 
@@ -398,7 +405,7 @@ def test_the_faceforensics_preset_as_shipped_runs_the_shared_tree_to_the_split(s
     preset = str(REPO / "config" / "presets" / "faceforensics.yaml")
     proc = snakemake(tmp_path, "--cores", "2", "--config", f"dataset_root={shared_data / 'faceforensics_c23'}",
                      "--", "results/ffpp/split/summary.tsv", configs=[preset])
-    assert executed_jobs(proc) == {"ingest": 1, "extract_frames": 1, "detect_faces": 1, "crop_faces": 1, "split": 1}
+    assert executed_jobs(proc) == {"ingest": 1, "detect_faces": 1, "crop_faces": 1, "split": 1}
     results = tmp_path / "results" / "ffpp"
     for part in "ABC":
         labels = set(read_manifest(results / "split" / f"{part}.parquet")["label"])
@@ -406,6 +413,9 @@ def test_the_faceforensics_preset_as_shipped_runs_the_shared_tree_to_the_split(s
     summary = pd.read_csv(results / "split" / "summary.tsv", sep="\t")
     assert not summary["part"].str.startswith("missing:").any()
     assert summary.loc[summary["part"].isin(["A", "B", "C"]), "media"].sum() == 7
+    # what a run leaves besides the crops is manifests: no full-frame copies (issue 18's goal, 1.5x)
+    written, crops = (sum(f.stat().st_size for f in d.rglob("*") if f.is_file()) for d in (results, results / "crops"))
+    assert written <= 1.5 * crops, (written, crops)
 
 
 def test_predicts_default_checkpoint_is_what_the_default_config_trains(tmp_path):

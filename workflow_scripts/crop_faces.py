@@ -10,5 +10,5 @@ from robust_deepfake.manifest import CROP_COLUMNS, read_manifest, write_manifest
 p = snakemake.params
 detections = read_manifest(snakemake.input.detections)
 crops = crop_faces(detections, snakemake.output.crops, margin=p.margin, size=p.size, image_format=p.image_format,
-                   mode=p.mode, center_size=p.center_size)
+                   mode=p.mode, center_size=p.center_size, threads=snakemake.threads)
 write_manifest(crops, snakemake.output.manifest, columns=CROP_COLUMNS)

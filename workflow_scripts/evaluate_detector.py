@@ -5,21 +5,18 @@ from robust_deepfake.logs import log_to_file
 log = log_to_file(snakemake.log[0])
 
 import pandas as pd  # noqa: E402
-import torch  # noqa: E402
-
 from robust_deepfake.atomic import atomic_path  # noqa: E402
-from robust_deepfake.devices import resolve_device  # noqa: E402
+from robust_deepfake.devices import Compute  # noqa: E402
 from robust_deepfake.stages.evaluation import evaluation_faces, metrics_table, score_all  # noqa: E402
 from robust_deepfake.manifest import read_manifest  # noqa: E402
 from robust_deepfake.detectors.network import UntrainedDetector, calibrated_threshold, load_detector  # noqa: E402
 from robust_deepfake.seeding import seed_everything  # noqa: E402
 
-torch.set_num_threads(snakemake.threads)
 p = snakemake.params
 seed_everything(p.seed)
-device = resolve_device(p.device)
+compute = Compute.for_job(p.device, snakemake.threads, p.compute)
 try:
-    model = load_detector(snakemake.input.model, device)
+    model = compute.model(load_detector(snakemake.input.model, compute.device))
 except UntrainedDetector as exc:
     # nothing to evaluate; empty tables keep the scenario's row (marked) in the experiment table
     log.warning("%s", exc)
@@ -32,7 +29,7 @@ else:
     # every detector meets the same attacks' starts and distortions: the run's seed, not the detector's
     video_distorted = {(path.split("/")[-3], int(path.split("/")[-2])): read_manifest(path)
                        for path in snakemake.input.video_distorted}
-    scores = score_all(model, faces, p.settings, p.seed, model.config.image_size, device, video_distorted)
+    scores = score_all(model, faces, p.settings, p.seed, model.config.image_size, compute, video_distorted)
     threshold = (calibrated_threshold(snakemake.input.model) if p.settings["threshold"] == "calibrated"
                  else p.settings["threshold"])
     log.info("decision threshold %.4f (%s)", threshold, p.settings["threshold"])

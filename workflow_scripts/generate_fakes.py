@@ -8,16 +8,14 @@ log = log_to_file(snakemake.log[0])
 
 from pathlib import Path  # noqa: E402
 
-import torch  # noqa: E402
-
-from robust_deepfake.devices import resolve_device  # noqa: E402
+from robust_deepfake.devices import resolve_device, start_job  # noqa: E402
 from robust_deepfake.registry import TRAINED_GENERATORS  # noqa: E402
 from robust_deepfake.stages.fakes import fake_sources, generate_fakes  # noqa: E402
 from robust_deepfake.generators.loading import load_generator  # noqa: E402
 from robust_deepfake.manifest import FAKE_ADDED_COLUMNS, read_manifest, write_manifest  # noqa: E402
 from robust_deepfake.seeding import seed_everything  # noqa: E402
 
-torch.set_num_threads(snakemake.threads)
+start_job(snakemake.threads)
 p = snakemake.params
 name = snakemake.wildcards.generator
 seed_everything(p.seed)

@@ -5,13 +5,13 @@ from robust_deepfake.logs import log_to_file
 log = log_to_file(snakemake.log[0])
 
 import pandas as pd  # noqa: E402
-import torch  # noqa: E402
+from robust_deepfake.devices import start_job  # noqa: E402
 
 from robust_deepfake.atomic import atomic_path  # noqa: E402
 from robust_deepfake.stages.fake_distance import distance_row, inception_extractor, load_extractor  # noqa: E402
 from robust_deepfake.manifest import read_manifest  # noqa: E402
 
-torch.set_num_threads(snakemake.threads)
+start_job(snakemake.threads)
 p, w = snakemake.params, snakemake.wildcards
 extractor = inception_extractor(p.inception_weights) if p.inception_weights else load_extractor(snakemake.input.extractor[0])
 reference = read_manifest(snakemake.input.reference)

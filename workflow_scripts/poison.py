@@ -7,20 +7,18 @@ log = log_to_file(snakemake.log[0])
 
 from pathlib import Path  # noqa: E402
 
-import torch  # noqa: E402
-
 from robust_deepfake.atomic import atomic_path  # noqa: E402
 from robust_deepfake.attacks.adaptive import anticipated_purifier, identity  # noqa: E402
 from robust_deepfake.defences.loading import load_purifier_model  # noqa: E402
 from robust_deepfake.defences.purifiers import settings_from_config  # noqa: E402
 from robust_deepfake.registry import DEFENCES, purifier_of  # noqa: E402
-from robust_deepfake.devices import resolve_device  # noqa: E402
+from robust_deepfake.devices import per_device, resolve_device, start_job  # noqa: E402
 from robust_deepfake.generators.loading import load_generator  # noqa: E402
 from robust_deepfake.manifest import POISON_COLUMNS, read_manifest, write_manifest  # noqa: E402
 from robust_deepfake.stages.poison import blank_grid, poison_faces, poisoning_summary, select_poisoned  # noqa: E402
 from robust_deepfake.seeding import seed_everything  # noqa: E402
 
-torch.set_num_threads(snakemake.threads)
+start_job(snakemake.threads)
 p = snakemake.params
 attack = snakemake.wildcards.attack
 if (attack == "none") != (p.rate == 0):
@@ -28,6 +26,7 @@ if (attack == "none") != (p.rate == 0):
                      f"it (got attack {attack!r} at rate {p.rate:g})")
 seed_everything(p.seed)
 device = resolve_device(p.device)
+batch_size = per_device(p.batch_size, device)
 part_b = read_manifest(snakemake.input.part)
 reals = part_b[part_b["label"] == 0].reset_index(drop=True)
 mask = select_poisoned(reals, p.rate, p.seed)
@@ -44,7 +43,7 @@ if defence is not None:  # the adaptive attacker anticipates this defence's puri
     eot_samples = p.eot_samples
     log.info("adaptive: optimised through %s, %d purifier draws per step", defence, eot_samples)
 Path(snakemake.output.crops).mkdir(parents=True, exist_ok=True)  # a complete output also at rate 0
-poisoned = poison_faces(reals, mask, generator, attack, p.epsilon, p.steps, p.step_size, p.loss, p.batch_size,
+poisoned = poison_faces(reals, mask, generator, attack, p.epsilon, p.steps, p.step_size, p.loss, batch_size,
                         p.seed, snakemake.output.crops, device=device, grid_path=snakemake.output.grid,
                         through=through, eot_samples=eot_samples)
 if not mask.any():

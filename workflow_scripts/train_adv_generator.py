@@ -6,7 +6,7 @@ log = log_to_file(snakemake.log[0])
 
 from pathlib import Path  # noqa: E402
 
-import torch  # noqa: E402
+from robust_deepfake.devices import start_job  # noqa: E402
 
 from robust_deepfake.atomic import atomic_path  # noqa: E402
 from robust_deepfake.stages.defence_training import train_adversarial_generator  # noqa: E402
@@ -15,7 +15,7 @@ from robust_deepfake.manifest import read_manifest  # noqa: E402
 from robust_deepfake.seeding import seed_everything  # noqa: E402
 from robust_deepfake.checkpoints import training_state  # noqa: E402
 
-torch.set_num_threads(snakemake.threads)
+start_job(snakemake.threads)
 p = snakemake.params
 seed_everything(p.seed)
 faces = training_faces(read_manifest(snakemake.input.faces), "main", p.seed)

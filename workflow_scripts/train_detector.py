@@ -7,20 +7,18 @@ log = log_to_file(snakemake.log[0])
 from pathlib import Path  # noqa: E402
 
 import pandas as pd  # noqa: E402
-import torch  # noqa: E402
-
 from robust_deepfake.atomic import atomic_path  # noqa: E402
 from robust_deepfake.detectors.holdout import holdout_split  # noqa: E402
 from robust_deepfake.stages.detector_training import (HISTORY_COLUMNS, NothingToTrain, train_detector,
                                                       training_set)  # noqa: E402
-from robust_deepfake.devices import resolve_device  # noqa: E402
+from robust_deepfake.devices import Compute  # noqa: E402
 from robust_deepfake.manifest import read_manifest  # noqa: E402
 from robust_deepfake.detectors.network import DetectorConfig, save_untrained  # noqa: E402
 from robust_deepfake.seeding import seed_everything  # noqa: E402
 from robust_deepfake.checkpoints import training_state  # noqa: E402
 
-torch.set_num_threads(snakemake.threads)
 p, w = snakemake.params, snakemake.wildcards
+compute = Compute.for_job(p.device, snakemake.threads, p.compute)
 seed_everything(p.seed)
 scenario = "/".join(w[k] for k in ("backbone", "training", "generator", "attack", "rate", "defence")) + f"/seed{w.seed}"
 config = DetectorConfig(backbone=w.backbone, image_size=p.settings["image_size"], mean=tuple(p.settings["mean"]),
@@ -39,7 +37,7 @@ else:
              int(train["label"].sum()), len(val))
     with training_state(Path(snakemake.output.model).parent, p, snakemake.input) as work_dir:
         history = train_detector(train, val, config, p.settings, w.training, seed=p.seed,
-                                 out_path=snakemake.output.model, work_dir=work_dir, device=resolve_device(p.device),
+                                 out_path=snakemake.output.model, work_dir=work_dir, compute=compute,
                                  pretrained_file=p.settings["pretrained"], init_file=snakemake.input.get("init"),
                                  input_record=p.crop)
 with atomic_path(snakemake.output.history) as tmp:

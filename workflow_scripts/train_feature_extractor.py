@@ -5,7 +5,7 @@ from robust_deepfake.logs import log_to_file
 log = log_to_file(snakemake.log[0])
 
 import pandas as pd  # noqa: E402
-import torch  # noqa: E402
+from robust_deepfake.devices import start_job  # noqa: E402
 
 from robust_deepfake.atomic import atomic_path  # noqa: E402
 from robust_deepfake.tensors import read_unit  # noqa: E402
@@ -13,7 +13,7 @@ from robust_deepfake.stages.fake_distance import save_extractor, train_identity_
 from robust_deepfake.manifest import read_manifest  # noqa: E402
 from robust_deepfake.seeding import seed_everything  # noqa: E402
 
-torch.set_num_threads(snakemake.threads)
+start_job(snakemake.threads)
 p = snakemake.params
 seed_everything(p.seed)
 faces = read_manifest(snakemake.input.faces)

@@ -6,7 +6,7 @@ log = log_to_file(snakemake.log[0])
 
 from pathlib import Path  # noqa: E402
 
-import torch  # noqa: E402
+from robust_deepfake.devices import start_job  # noqa: E402
 
 from robust_deepfake.atomic import atomic_path  # noqa: E402
 from robust_deepfake.stages.generator_training import (check_trainable_data, train_generator, training_faces)  # noqa: E402
@@ -14,7 +14,7 @@ from robust_deepfake.manifest import read_manifest  # noqa: E402
 from robust_deepfake.seeding import seed_everything  # noqa: E402
 from robust_deepfake.checkpoints import training_state  # noqa: E402
 
-torch.set_num_threads(snakemake.threads)
+start_job(snakemake.threads)
 p = snakemake.params
 name, variant = snakemake.wildcards.generator, snakemake.wildcards.variant
 seed_everything(p.seed)

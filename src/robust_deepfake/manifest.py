@@ -1,7 +1,8 @@
 """The manifest: one Parquet record that every stage reads and extends.
 
-Stages never re-derive facts from file names: ingest writes one row per video or image, frames
-expands it to one row per frame, detection and cropping add columns, the split adds `part`.
+Stages never re-derive facts from file names: ingest writes one row per video or image, face
+detection expands it to one row per sampled frame and adds the face, cropping adds the crop, the
+split adds `part`.
 Failures stay in the table as rows with an `error` text, so nothing is lost silently and every
 later count can say how many media were dropped and why.
 """
@@ -36,7 +37,7 @@ COLUMNS: dict[str, tuple[pa.DataType, str]] = {
     # frames
     "frame_idx": (pa.int32(), "presentation-order index of the frame in its video (0 for images)"),
     "frame_count": (pa.int32(), "number of frames in the video"),
-    "frame_path": (pa.string(), "extracted frame image"),
+    "frame_path": (pa.string(), "the frame as an image (rule save_frames, only when frames.save_images)"),
     "width": (pa.int32(), "frame width after rotation"),
     "height": (pa.int32(), "frame height after rotation"),
     "error": (pa.string(), "why this media/frame was dropped, null when fine"),
@@ -89,7 +90,7 @@ COLUMNS: dict[str, tuple[pa.DataType, str]] = {
 
 MEDIA_COLUMNS = ["media_id", "dataset", "path", "kind", "label", "method", "source_id", "target_id",
                  "identity", "official_split", "shard"]
-FRAME_COLUMNS = MEDIA_COLUMNS + ["frame_idx", "frame_count", "frame_path", "width", "height", "error"]
+FRAME_COLUMNS = MEDIA_COLUMNS + ["frame_idx", "frame_count", "width", "height", "error"]
 DETECT_COLUMNS = FRAME_COLUMNS + ["has_face", "n_faces", "box", "landmarks", "confidence"]
 CROP_COLUMNS = DETECT_COLUMNS + ["crop_box", "crop_landmarks", "face_path"]
 SPLIT_COLUMNS = CROP_COLUMNS + ["group", "part"]
@@ -116,6 +117,18 @@ def shard_count(n_media: int, max_shards: int, media_per_shard: int) -> int:
     of two, so it changes (and reshuffles the shards) only when the dataset doubles or halves."""
     wanted = max(1, math.ceil(n_media / media_per_shard))
     return min(max_shards, 1 << (wanted - 1).bit_length())
+
+
+def frames_table(rows: list[dict], media: pd.DataFrame, extra: tuple[str, ...] = ()) -> pd.DataFrame:
+    """Frame rows (FRAME_COLUMNS, the media's attr_* columns, then `extra`) as a table whose media
+    columns keep the media manifest's types; the frame numbers are nullable, since a media that
+    could not be read is one row without them."""
+    carried = MEDIA_COLUMNS + [c for c in media.columns if c.startswith(ATTR_PREFIX)]
+    columns = FRAME_COLUMNS + carried[len(MEDIA_COLUMNS):] + list(extra)
+    frames = pd.DataFrame(rows, columns=columns).astype(media.dtypes[carried].to_dict())
+    for column in ("frame_idx", "frame_count", "width", "height"):
+        frames[column] = frames[column].astype("Int32")
+    return frames
 
 
 def shard_name(shard: int) -> str:

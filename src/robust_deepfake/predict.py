@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from robust_deepfake.faces.cropping import DetectorInput, crop_face
-from robust_deepfake.faces.detection import build_detector, detect_batch
+from robust_deepfake.faces.detection import DEFAULTS, build_detector, detect_batch
 from robust_deepfake.video import frame_indices, read_video_frames
 from robust_deepfake.datasets import IMAGE_SUFFIXES, VIDEO_SUFFIXES
 from robust_deepfake.images import MediaError, read_image
@@ -100,7 +100,8 @@ class Predictor:
     def __init__(self, model: DeepfakeDetector, device: torch.device, *, cut: DetectorInput,
                  frames_per_video: int, threshold: float, min_confidence: float = 0.9) -> None:
         self.model, self.device, self.threshold, self.cut = model.eval(), device, threshold, cut
-        self.faces = (build_detector(str(device), min_face_size=40, thresholds=(0.6, 0.7, 0.7), scale_factor=0.709)
+        self.faces = (build_detector(str(device), DEFAULTS["min_face_size"], DEFAULTS["thresholds"],
+                                     DEFAULTS["scale_factor"], DEFAULTS["skip_levels"])
                       if cut.mode == "mtcnn" else None)
         self.min_confidence, self.frames_per_video = min_confidence, frames_per_video
 
@@ -110,7 +111,8 @@ class Predictor:
         if self.faces is None:
             found = [{"box": (0, 0, 1, 1), "landmarks": np.zeros(10, np.float32)}] * len(indices)
         else:
-            found = detect_batch(self.faces, [frames[i] for i in indices], 640, self.min_confidence, "largest")
+            found = detect_batch(self.faces, [frames[i] for i in indices], DEFAULTS["max_side"],
+                                 self.min_confidence, "largest")
         crops, records = [], []
         for index, face in zip(indices, found):
             if face is None:

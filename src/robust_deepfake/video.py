@@ -16,10 +16,11 @@ from __future__ import annotations
 import bisect
 import itertools
 import logging
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 import av
 import cv2
@@ -28,6 +29,10 @@ import numpy as np
 from robust_deepfake.images import MediaError, read_image
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+R = TypeVar("R")
+_END = object()
 
 Mode = Literal["linspace", "stride"]
 MODES: tuple[str, ...] = ("linspace", "stride")
@@ -254,10 +259,11 @@ def _reason(error: BaseException) -> str:
 
 
 def read_video_frames(path: str | Path, indices: Sequence[int] | Callable[[int], Sequence[int]],
-                      ) -> tuple[dict[int, np.ndarray], dict[str, Any]]:
+                      threads: int = 1) -> tuple[dict[int, np.ndarray], dict[str, Any]]:
     """Decode the frames at presentation `indices` as upright RGB uint8 arrays, decoding as little
     as the container allows. `indices` may be a function of the frame count, which only the
-    demux pass knows, so that callers need not open the file twice.
+    demux pass knows, so that callers need not open the file twice. `threads` > 1 lets FFmpeg
+    decode with that many threads (its output is the same).
 
     Returns ({index: frame}, info) with info keys frame_count, fps, vfr, rotation (degrees
     counter-clockwise applied), decoded_frames (packets sent to the decoder, for checking that
@@ -281,6 +287,8 @@ def read_video_frames(path: str | Path, indices: Sequence[int] | Callable[[int],
         # A fresh open decodes from the first packet exactly as sequential decoding does.
         with av.open(str(path)) as container:
             stream = container.streams.video[0]
+            if threads > 1:
+                stream.thread_type, stream.codec_context.thread_count = "AUTO", threads
             wanted = {table.presentation[i]: i for i in wanted_idx}
             got, failed, matrix_rotation, decoded = _decode_wanted(container, stream, table, wanted, path)
             if wanted and not got:
@@ -300,14 +308,56 @@ def read_video_frames(path: str | Path, indices: Sequence[int] | Callable[[int],
 
 
 def media_frames(record: dict[str, Any], indices: Sequence[int] | Callable[[int], Sequence[int]],
-                 ) -> tuple[dict[int, np.ndarray], dict[int, str], int]:
+                 threads: int = 1) -> tuple[dict[int, np.ndarray], dict[int, str], int]:
     """BGR frames of one media (a manifest record: path, kind) at `indices` (or a function of the
     frame count), the reasons of wanted frames that failed, by index, and the frame count; an
     image is a one-frame video."""
     if record["kind"] == "image":
         return {0: read_image(record["path"])}, {}, 1
     if record["kind"] == "video":
-        frames, info = read_video_frames(record["path"], indices)
+        frames, info = read_video_frames(record["path"], indices, threads)
         return ({i: cv2.cvtColor(f, cv2.COLOR_RGB2BGR) for i, f in frames.items()}, info["failed"],
                 info["frame_count"])
     raise MediaError(record["path"], f"unknown media kind {record['kind']!r} (video | image)")
+
+
+def sampled_frames(record: dict[str, Any], sample: Callable[[int], Sequence[int]], threads: int = 1,
+                   ) -> Iterator[tuple[dict[str, Any], np.ndarray | None]]:
+    """The frame rows of one media (`record` extended by frame_idx, frame_count, width, height and
+    error), each with its BGR frame, in frame order: a wanted frame that could not be decoded
+    comes with None and its reason, a media that gives no frame at all is one row with its error
+    and no frame_idx. What the face detection stage finds faces in and what the optional frame
+    images are written from: one decoding rule, so both see the same frames."""
+    empty = {"frame_idx": None, "frame_count": None, "width": None, "height": None}
+    try:
+        frames, failed, frame_count = media_frames(record, sample, threads)
+    except MediaError as e:
+        log.warning("%s", e)
+        yield {**record, **empty, "error": str(e)}, None
+        return
+    for idx in sorted([*frames, *failed]):
+        if idx in failed:
+            reason = str(MediaError(record["path"], f"frame {idx} could not be decoded: {failed[idx]}"))
+            yield {**record, **empty, "frame_idx": idx, "frame_count": frame_count, "error": reason}, None
+            continue
+        height, width = frames[idx].shape[:2]
+        yield ({**record, "frame_idx": idx, "frame_count": frame_count, "width": width, "height": height,
+                "error": None}, frames.pop(idx))
+
+
+def decode_ahead(items: Iterable[T], decode: Callable[[T], R]) -> Iterator[tuple[T, R]]:
+    """Each item with decode(item), in order, the next item decoded in a background thread while
+    the caller works on the current one. FFmpeg releases the GIL, so decoding then overlaps the
+    caller's own work (MTCNN, cropping, writing) instead of adding to it; one item ahead bounds
+    the frames held in memory to two media's."""
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        items = iter(items)
+        first = next(items, _END)
+        if first is _END:
+            return
+        pending = (first, pool.submit(decode, first))
+        for item in items:
+            ahead = (item, pool.submit(decode, item))
+            yield pending[0], pending[1].result()
+            pending = ahead
+        yield pending[0], pending[1].result()

@@ -1,7 +1,14 @@
 """Finding the face in a frame: MTCNN (facenet-pytorch, its weights ship in the wheel) with the
-pipeline's keep rule, on frames downscaled first (MTCNN's cost grows with the pixel count, and
-faces in deepfake datasets are large), boxes and landmarks mapped back to full-frame pixels.
-Used by the face detection stage, the whole-video distortions and `predict`.
+pipeline's keep rule, boxes and landmarks in full-frame pixels. Used by the face detection stage,
+the whole-video distortions and `predict`.
+
+Speed comes from skipping the finest levels of MTCNN's image pyramid (`skip_levels`: the levels
+that look for faces smaller than min_face_size / scale_factor^skip_levels pixels), not from
+downscaling the frame: the remaining levels are then exactly those of the default call, and so
+are its boxes (bench/bench_faces.py). MTCNN's boxes hang on its pyramid: a frame downscaled first,
+or a minimum face size between two of the default call's levels, moves the candidates PNet
+proposes, and with them a fifth of the final boxes by more than IoU 0.9. Downscaling
+(`max_side`) stays available where speed matters more than agreement with the default call.
 """
 
 from __future__ import annotations
@@ -20,14 +27,20 @@ log = logging.getLogger(__name__)
 
 Keep = Literal["largest", "most_confident"]
 KEEP_RULES: tuple[str, ...] = ("largest", "most_confident")
+# The shipped config's faces.* (config/config.yaml), for `predict`, which has no config
+DEFAULTS = {"min_face_size": 20, "skip_levels": 2, "thresholds": (0.6, 0.7, 0.7), "scale_factor": 0.709,
+            "max_side": None}
 
 
-def build_detector(device: str, min_face_size: int, thresholds: Sequence[float],
-                   scale_factor: float) -> MTCNN:
-    """An MTCNN that returns every face unsorted by size: the keep rule is ours, applied after the
-    confidence filter, so MTCNN's own selection (largest/probability) must not interfere."""
-    return MTCNN(min_face_size=min_face_size, thresholds=list(thresholds), factor=scale_factor,
-                 post_process=False, select_largest=False, keep_all=True,
+def build_detector(device: str, min_face_size: float, thresholds: Sequence[float], scale_factor: float,
+                   skip_levels: int = 0) -> MTCNN:
+    """An MTCNN whose pyramid is the default call's for `min_face_size` without its `skip_levels`
+    finest levels, returning every face unsorted by size: the keep rule is ours, applied after
+    the confidence filter, so MTCNN's own selection (largest/probability) must not interfere."""
+    if skip_levels < 0:
+        raise ValueError(f"skip_levels must be at least 0, got {skip_levels}")
+    return MTCNN(min_face_size=min_face_size / scale_factor ** skip_levels, thresholds=list(thresholds),
+                 factor=scale_factor, post_process=False, select_largest=False, keep_all=True,
                  device=resolve_device(device))
 
 
@@ -56,7 +69,7 @@ def _mtcnn_faces(detector: MTCNN, batch: np.ndarray) -> list[tuple[np.ndarray, n
     empty = (np.zeros((0, 4), np.float32), np.zeros(0, np.float32), np.zeros((0, 5, 2), np.float32))
     h, w = batch.shape[1:3]
     if min(h, w) < detector.min_face_size:
-        log.warning("%dx%d frame is smaller than min_face_size %d: no face searched",
+        log.warning("%dx%d frame is smaller than the smallest face searched (%.0f px): no face searched",
                     w, h, detector.min_face_size)
         return [empty] * len(batch)
     boxes, probs, points = detector.detect(batch, landmarks=True)

@@ -16,6 +16,7 @@ import logging
 import shutil
 from dataclasses import fields
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pandas as pd
 
@@ -23,18 +24,24 @@ from robust_deepfake.atomic import atomic_path
 from robust_deepfake.defences.adversarial_generator import finetune_against_disruption
 from robust_deepfake.defences.adversarial_stargan import AdversarialStarGANConfig, finetune_stargan_against_disruption
 from robust_deepfake.devices import resolve_device
-from robust_deepfake.defences.ddpm import DDPMConfig, build_scheduler, load_ddpm, save_ddpm, train_ddpm
 from robust_deepfake.defences.magnet import MagNetConfig, load_magnet, save_magnet, train_magnet
 from robust_deepfake.generators.faceswap_ae import FaceCropFiles, load_faceswap, save_faceswap
 from robust_deepfake.generators.loading import AttributeFaces
 from robust_deepfake.generators.stargan import load_stargan, save_stargan
 from robust_deepfake.registry import DEFENCES
 
+if TYPE_CHECKING:
+    from robust_deepfake.defences.ddpm import DDPMConfig
+
 log = logging.getLogger(__name__)
 
 
 def ddpm_config(settings: dict, seed: int) -> DDPMConfig:
-    """The config's `ddpm` section as a DDPMConfig (the `pretrained` key is not a model setting)."""
+    """The config's `ddpm` section as a DDPMConfig (the `pretrained` key is not a model setting).
+    The DDPM module (diffusers: seconds to import) is imported only by the jobs that train it,
+    not by the MagNet and adversarial-generator jobs that share this stage module."""
+    from robust_deepfake.defences.ddpm import DDPMConfig
+
     names = {f.name for f in fields(DDPMConfig)}
     return DDPMConfig(**{k: v for k, v in settings.items() if k in names}, seed=seed)
 
@@ -44,6 +51,8 @@ def train_defense_ddpm(faces: pd.DataFrame, settings: dict, seed: int, out_dir: 
     """Write the DDPM to `out_dir` (unet/, scheduler/): trained on `faces` with its resumable state
     in `work_dir`, or copied from the configured pretrained folder, which is loaded (and so checked)
     here rather than failing later inside purification."""
+    from robust_deepfake.defences.ddpm import build_scheduler, load_ddpm, save_ddpm, train_ddpm
+
     dev = resolve_device(device)
     if settings.get("pretrained"):
         unet, scheduler = load_ddpm(settings["pretrained"], dev)

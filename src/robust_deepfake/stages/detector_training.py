@@ -38,6 +38,7 @@ from robust_deepfake.detectors.adversarial import batch_loss
 from robust_deepfake.detectors.augmentations import detector_augmentations
 from robust_deepfake.detectors.network import DeepfakeDetector, DetectorConfig, read_checkpoint, save_detector
 from robust_deepfake.detectors.scoring import balanced_threshold, detection_metrics
+from robust_deepfake.devices import Compute
 from robust_deepfake.images import read_rgb
 from robust_deepfake.registry import TRAINING_MODES
 from robust_deepfake.seeding import item_seed
@@ -111,11 +112,14 @@ class FaceImages(Dataset):
 
 @torch.no_grad()
 def score_faces(model: DeepfakeDetector, faces: pd.DataFrame, size: int, batch_size: int,
-                device: torch.device) -> np.ndarray:
+                compute: Compute) -> np.ndarray:
     """Probability of fake per row of `faces` (image_path)."""
     model.eval()
-    loader = DataLoader(FaceImages(faces, size), batch_size=batch_size, shuffle=False)
-    scores = [torch.sigmoid(model(pixels.to(device))).cpu() for pixels, _ in loader]
+    loader = DataLoader(FaceImages(faces, size), batch_size=batch_size, shuffle=False, **compute.loader())
+    scores = []
+    for pixels, _ in loader:
+        with compute.autocast():
+            scores.append(torch.sigmoid(model(compute.images(pixels)).float()).cpu())
     return torch.cat(scores).numpy() if scores else np.zeros(0, dtype=np.float32)
 
 
@@ -162,9 +166,9 @@ def selection_key(row: dict) -> tuple[float, float]:
 
 
 def validation_row(model: DeepfakeDetector, val: pd.DataFrame, config: DetectorConfig, batch_size: int,
-                   device: torch.device) -> dict:
+                   compute: Compute) -> dict:
     """Hold-out AUC, BCE, EER, the threshold that balances its errors and the accuracy there."""
-    scores = score_faces(model, val, config.image_size, batch_size, device)
+    scores = score_faces(model, val, config.image_size, batch_size, compute)
     labels = val["label"].to_numpy()
     threshold = balanced_threshold(labels, scores)
     metrics = detection_metrics(labels, scores, threshold)
@@ -188,7 +192,7 @@ def start_from(model: DeepfakeDetector, path: str | Path) -> None:
 
 
 def train_detector(train: pd.DataFrame, val: pd.DataFrame, config: DetectorConfig, settings: dict, mode: str, *,
-                   seed: int, out_path: str | Path, work_dir: str | Path, device: torch.device,
+                   seed: int, out_path: str | Path, work_dir: str | Path, compute: Compute,
                    pretrained_file: str | None = None, init_file: str | Path | None = None,
                    input_record: dict | None = None) -> pd.DataFrame:
     """Train, keep the checkpoint of the best epoch on the hold-out (`selection_key`) at
@@ -197,7 +201,8 @@ def train_detector(train: pd.DataFrame, val: pd.DataFrame, config: DetectorConfi
     `work_dir/last.pt` after every epoch; a rerun of the same job resumes from it (a killed job
     loses at most one epoch). A mode that starts from another mode's detector needs its
     checkpoint as `init_file`. `input_record` (how the faces were cut: `faces.cropping.DetectorInput`)
-    goes into the checkpoint as `input`, for `predict`."""
+    goes into the checkpoint as `input`, for `predict`. `compute` says where and how (precision,
+    memory format, loader workers) the batches run."""
     if mode not in TRAINING_MODES:
         raise ValueError(f"unknown training mode {mode!r}; known: {', '.join(TRAINING_MODES)}")
     training = TRAINING_MODES[mode]
@@ -207,7 +212,7 @@ def train_detector(train: pd.DataFrame, val: pd.DataFrame, config: DetectorConfi
     work_dir = Path(work_dir)
     work_dir.mkdir(parents=True, exist_ok=True)
     last, best = work_dir / "last.pt", work_dir / "best.pt"
-    model = DeepfakeDetector(config, pretrained_file).to(device)
+    model = compute.model(DeepfakeDetector(config, pretrained_file))
     if init_file is not None:
         start_from(model, init_file)
     optimizer = OPTIMIZERS[settings["optimizer"]](model.parameters(), lr=settings["lr"],
@@ -217,7 +222,7 @@ def train_detector(train: pd.DataFrame, val: pd.DataFrame, config: DetectorConfi
     scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=epochs)
     attack_rng = torch.Generator().manual_seed(seed)
     ema = weight_average(model, settings.get("ema_decay", 0.0))
-    start, best_key, history = _resume(last, model, optimizer, scheduler, attack_rng, ema, device)
+    start, best_key, history = _resume(last, model, optimizer, scheduler, attack_rng, ema, compute.device)
     # the detector that is validated and kept: the weights' average where there is one
     kept = model if ema is None else ema.module
 
@@ -232,12 +237,13 @@ def train_detector(train: pd.DataFrame, val: pd.DataFrame, config: DetectorConfi
         indices = balanced_indices(labels, rng) if settings["balance"] else np.arange(len(labels))
         order = torch.Generator().manual_seed(item_seed(seed, "order", epoch))
         loader = DataLoader(torch.utils.data.Subset(data, indices.tolist()), batch_size=settings["batch_size"],
-                            shuffle=True, generator=order)
+                            shuffle=True, generator=order, **compute.loader())
         model.train()
         losses = []
         for pixels, target in tqdm(loader, desc=f"epoch {epoch + 1}/{epochs} ({mode})", unit="batch", leave=False):
-            pixels, target = pixels.to(device), target.to(device)
-            loss = batch_loss(model, pixels, target, training.attack, settings.get("adversarial"), attack_rng)
+            pixels, target = compute.images(pixels), target.to(compute.device, non_blocking=True)
+            with compute.autocast():
+                loss = batch_loss(model, pixels, target, training.attack, settings.get("adversarial"), attack_rng)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
@@ -247,7 +253,7 @@ def train_detector(train: pd.DataFrame, val: pd.DataFrame, config: DetectorConfi
         scheduler.step()
         row = {"epoch": epoch + 1, "train_loss": float(np.mean(losses)) if losses else float("nan"),
                "train_images": int(len(indices)),
-               **validation_row(kept, val, config, settings["batch_size"], device),
+               **validation_row(kept, val, config, settings["batch_size"], compute),
                "lr": float(optimizer.param_groups[0]["lr"]), "seconds": time.perf_counter() - began}
         row["best"] = selection_key(row) > best_key
         if row["best"]:

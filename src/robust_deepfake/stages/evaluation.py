@@ -32,6 +32,7 @@ from tqdm import tqdm
 from robust_deepfake.attacks.linf import run_attack
 from robust_deepfake.detectors.adversarial import per_sample_bce
 from robust_deepfake.attacks.distortions import distort
+from robust_deepfake.devices import Compute, per_device
 from robust_deepfake.images import read_image, to_rgb
 from robust_deepfake.tensors import rgb_to_unit
 from robust_deepfake.detectors.network import DeepfakeDetector
@@ -68,39 +69,42 @@ def conditions(settings: dict) -> list[tuple[str, str, int]]:
 
 
 def score_condition(model: DeepfakeDetector, faces: pd.DataFrame, kind: str, level: int, settings: dict,
-                    seed: int, size: int, device: torch.device) -> np.ndarray:
+                    seed: int, size: int, compute: Compute) -> np.ndarray:
     """Probability of fake for every face under one condition. Randomness (PGD's start, noise,
-    block positions) comes from seeds derived from the condition and batch, so reruns agree."""
+    block positions) comes from seeds derived from the condition and batch, so reruns agree.
+    The attacks run in fp32 whatever `compute.precision`: a bf16 gradient would weaken the
+    attacker, and the robustness figures would flatter the detector."""
+    device = compute.device
     scores = []
-    for b, batch in enumerate(_batches(faces, settings["batch_size"])):
+    for b, batch in enumerate(_batches(faces, per_device(settings["batch_size"], device))):
         crops = [read_image(p) for p in batch["image_path"]]
         if kind not in ("clean", "fgsm", "pgd"):
             rng = np.random.default_rng(item_seed(seed, kind, level, b))
             crops = [distort(im, kind, level, rng) for im in crops]
-        pixels = rgb_to_unit([to_rgb(image, size) for image in crops], device)  # resized as for training
+        pixels = compute.images(rgb_to_unit([to_rgb(image, size) for image in crops]))  # resized as for training
         if kind in ("fgsm", "pgd"):
             attack = settings[kind]
             labels = torch.tensor(batch["label"].to_numpy(dtype=np.float32), device=device)
             rng = torch.Generator().manual_seed(item_seed(seed, kind, b))
             pixels = run_attack(kind, pixels, per_sample_bce(model, labels), attack["epsilon"], attack.get("steps", 1),
                                 attack.get("step_size", attack["epsilon"]), rng=rng, lo=0.0, hi=1.0).x_adv
-        with torch.no_grad():
-            scores.append(torch.sigmoid(model(pixels)).cpu().numpy())
+        with torch.no_grad(), compute.autocast():
+            scores.append(torch.sigmoid(model(pixels).float()).cpu().numpy())
     return np.concatenate(scores) if scores else np.zeros(0, dtype=np.float32)
 
 
 def score_all(model: DeepfakeDetector, faces: pd.DataFrame, settings: dict, seed: int, size: int,
-              device: torch.device, video_distorted: dict[tuple[str, int], pd.DataFrame] | None = None) -> pd.DataFrame:
+              compute: Compute, video_distorted: dict[tuple[str, int], pd.DataFrame] | None = None) -> pd.DataFrame:
     """Long table: one row per face and condition, with the face's identifiers and label.
     `video_distorted` holds, per (kind, level), the faces cut from C's distorted whole videos."""
     model.eval()
     tables = []
     for condition, kind, level in tqdm(conditions(settings), desc="evaluate", unit="condition"):
-        scores = score_condition(model, faces, kind, level, settings, seed, size, device)
+        scores = score_condition(model, faces, kind, level, settings, seed, size, compute)
         tables.append(faces.assign(condition=condition, kind=kind, level=level, score=scores))
     for (kind, level), distorted in (video_distorted or {}).items():
         found = distorted[distorted["image_path"].notna()][faces.columns.intersection(distorted.columns)]
-        scores = score_condition(model, found, "clean", 0, settings, seed, size, device)
+        scores = score_condition(model, found, "clean", 0, settings, seed, size, compute)
         tables.append(found.assign(condition=f"{kind}-{level}-video", kind=f"{kind}{VIDEO_SUFFIX}", level=level,
                                    score=scores))
     return pd.concat(tables, ignore_index=True)

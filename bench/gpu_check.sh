@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# GPU check: the smoke DAG on CUDA with the cluster's compute settings (bf16, channels-last, loader
+# workers), then each stage's job seconds. Meant to finish within five minutes on one GPU.
+#
+#   bench/gpu_check.sh [run dir]               on a machine with a GPU, from the checkout, after `make venv`
+#   DEVICE=cpu bench/gpu_check.sh              the same DAG on the CPU (to try the script, or for a baseline)
+#
+# Writes bench/out/gpu_check_<device>.md and .json (the table is also printed), and the run under
+# the run dir (default: a new temporary folder), whose logs/ say what each job did.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+DEVICE=${DEVICE:-cuda}
+CORES=${CORES:-$(nproc)}
+RUN=${1:-$(mktemp -d -t gpu_check.XXXXXX)}
+BIN=.venv/bin
+NAME=$($BIN/python -c "import torch; print(torch.cuda.get_device_name(0) if torch.cuda.is_available() else 'no CUDA device')")
+if [[ $DEVICE == cuda && $NAME == "no CUDA device" ]]; then
+  echo "gpu_check: torch sees no CUDA device (DEVICE=cpu runs the check on the CPU)" >&2
+  exit 1
+fi
+echo "gpu_check: smoke DAG on $DEVICE ($NAME), $CORES cores, run dir $RUN"
+start=$(date +%s)
+$BIN/snakemake --cores "$CORES" --directory "$RUN" --configfile config/smoke.yaml \
+  --config device="$DEVICE" "compute={precision: bf16, channels_last: true, loader_workers: auto}" \
+  --resources gpu=1 --quiet rules
+wall=$(( $(date +%s) - start ))
+$BIN/python bench/stage_seconds.py "$RUN/benchmarks/smoke" --name "gpu_check_$DEVICE" \
+  --title "Smoke DAG on $DEVICE ($NAME)" \
+  --context "bench/gpu_check.sh: config/smoke.yaml, device $DEVICE ($NAME), bf16 + channels-last, --cores $CORES; wall ${wall} s."
