@@ -46,7 +46,7 @@ include: "rules/report.smk"
 rule all:
     input:
         split_outputs(),
-        frame_images(),
+        frame_images,
         attack_outputs(),
         experiment_outputs(),
     default_target: True

@@ -298,8 +298,9 @@ def split_outputs():
     ]
 
 
-def frame_images():
-    """The frame images of every shard, wanted only with `frames.save_images`."""
+def frame_images(wildcards):
+    """The frame images of every shard, wanted only with `frames.save_images` (an input function:
+    the shards exist once ingest has run)."""
     if not config["frames"]["save_images"]:
         return []
     return shard_outputs(f"{RESULTS}/frames/{{shard}}.parquet")
