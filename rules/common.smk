@@ -121,7 +121,13 @@ def shard_rows(wildcards):
     manifest = media_manifest()
     if not os.path.exists(manifest):
         return "awaiting ingest"
-    return _cached_shard_digests(manifest, os.path.getmtime(manifest)).get(int(wildcards.shard), "empty")
+    return current_shard_digests(manifest).get(int(wildcards.shard), "empty")
+
+
+def current_shard_digests(manifest):
+    """Per shard, the digest of its rows in the manifest as it is on disk now (read once per version
+    of the file, though every shard job's params, threads and the aggregates ask)."""
+    return _cached_shard_digests(manifest, os.path.getmtime(manifest))
 
 
 @lru_cache(maxsize=4)
@@ -138,15 +144,14 @@ def shard_threads(wildcards):
         cores = workflow.cores
     except WorkflowError:
         return 1
-    manifest = media_manifest()
-    return max(1, cores // max(1, len(_cached_shard_digests(manifest, os.path.getmtime(manifest)))))
+    return max(1, cores // max(1, len(current_shard_digests(media_manifest()))))
 
 
 def shard_outputs(pattern):
     """`pattern` for every shard that holds media. Ingest sizes the shard count from the media
     count, so the shards exist only once it has run: an input function of its checkpoint."""
     manifest = checkpoints.ingest.get().output.media
-    return expand(pattern, shard=[shard_name(s) for s in _cached_shard_digests(manifest, os.path.getmtime(manifest))])
+    return expand(pattern, shard=[shard_name(s) for s in current_shard_digests(manifest)])
 
 
 def generator_model(name, variant="main"):
