@@ -33,7 +33,7 @@ def clip_of_c(tmp_path):
 
 def test_generated_fakes_are_pasted_back_into_their_source_frames(clip_of_c):
     part_c, fakes, video = clip_of_c
-    (real, real_frames), (fake, fake_frames) = clips(part_c, fakes)
+    (real, real_frames), (fake, fake_frames) = list(clips(part_c, fakes))
     assert real == {"media_id": "real/v", "label": 0, "test_set": "real"} and sorted(real_frames) == [0, 2, 4]
     assert fake == {"media_id": "faceswap_ae/real/v", "label": 1, "test_set": "faceswap_ae"}
     decoded, _ = read_video_frames(video, [0, 2, 4])
@@ -50,7 +50,7 @@ def test_generated_fakes_are_pasted_back_into_their_source_frames(clip_of_c):
 @pytest.mark.parametrize("kind, level, factor", [("CC", 2, 0.725), ("CC", 5, 0.35)])
 def test_a_contrast_change_scales_every_frame_by_the_tables_factor(clip_of_c, kind, level, factor):
     part_c, fakes, _ = clip_of_c
-    _, frames = clips(part_c, fakes)[0]
+    _, frames = next(clips(part_c, fakes))
     indices, distorted = distort_clip("real/v", frames, kind, level, seed=0)
     assert indices == [0, 2, 4]
     for i, out in zip(indices, distorted):
@@ -59,7 +59,7 @@ def test_a_contrast_change_scales_every_frame_by_the_tables_factor(clip_of_c, ki
 
 def test_saturation_level_5_and_video_compression_change_every_frame(clip_of_c):
     part_c, fakes, _ = clip_of_c
-    _, frames = clips(part_c, fakes)[0]
+    _, frames = next(clips(part_c, fakes))
     _, grey = distort_clip("real/v", frames, "CS", 5, seed=0)  # chroma factor 0: no colour left
     for out in grey:
         assert np.abs(out.astype(int) - out[..., :1].astype(int)).max() <= 1

@@ -20,6 +20,7 @@ the distortion was applied.
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
 from pathlib import Path
 
 import cv2
@@ -49,24 +50,23 @@ def paste_fake(frame_bgr: np.ndarray, fake_path: str, crop_box) -> np.ndarray:
     return out
 
 
-def clips(part_c: pd.DataFrame, test_fakes: pd.DataFrame) -> list[tuple[dict, dict[int, np.ndarray]]]:
+def clips(part_c: pd.DataFrame, test_fakes: pd.DataFrame) -> Iterator[tuple[dict, dict[int, np.ndarray]]]:
     """(identity of the clip: media_id, label, test_set; {frame index: BGR frame}) for every media
-    of C, each followed by the fakes generated from it, in a fixed order."""
-    out = []
+    of C, each followed by the fakes generated from it, in a fixed order. One media's frames at a
+    time: C of a large dataset does not fit in memory decoded."""
     by_media = part_c.sort_values(["media_id", "frame_idx"]).groupby("media_id", sort=True)
     for media_id, rows in by_media:
         first = rows.iloc[0]
         frames, _, _ = media_frames(first, rows["frame_idx"].astype(int).tolist())
         test_set = "real" if int(first["label"]) == 0 else first["method"]
-        out.append(({"media_id": media_id, "label": int(first["label"]), "test_set": test_set}, frames))
+        yield {"media_id": media_id, "label": int(first["label"]), "test_set": test_set}, frames
         if not len(test_fakes):
             continue
         made = test_fakes[test_fakes["real_media_id"] == media_id]
         for fake_id, fake_rows in made.groupby("media_id", sort=True):
             pasted = {int(r["frame_idx"]): paste_fake(frames[int(r["frame_idx"])], r["image_path"], r["crop_box"])
                       for _, r in fake_rows.iterrows() if int(r["frame_idx"]) in frames}
-            out.append(({"media_id": fake_id, "label": 1, "test_set": fake_rows["generator"].iloc[0]}, pasted))
-    return out
+            yield {"media_id": fake_id, "label": 1, "test_set": fake_rows["generator"].iloc[0]}, pasted
 
 
 def distort_clip(media_id: str, frames: dict[int, np.ndarray], kind: str, level: int,
