@@ -117,10 +117,9 @@ class Predictor:
         for index, face in zip(indices, found):
             if face is None:
                 continue
-            bgr = cv2.cvtColor(frames[index], cv2.COLOR_RGB2BGR)
-            crop, region, _ = crop_face(bgr, face["box"], np.asarray(face["landmarks"]).reshape(-1), self.cut.margin,
-                                        self.cut.size, self.cut.mode, self.cut.center_size)
-            crops.append(cv2.cvtColor(crop, cv2.COLOR_BGR2RGB))
+            crop, region, _ = crop_face(frames[index], face["box"], np.asarray(face["landmarks"]).reshape(-1),
+                                        self.cut.margin, self.cut.size, self.cut.mode, self.cut.center_size)
+            crops.append(crop)
             record = {"frame": int(index), "region": [int(v) for v in region]}
             if self.faces is not None:
                 record.update(box=[round(float(v), 1) for v in face["box"]], confidence=round(face["confidence"], 4))

@@ -79,18 +79,19 @@ def crop_region(mode: str, box: Sequence[float], margin: float, center_size: int
     return CROP_MODES[mode](box, margin, center_size, frame_w, frame_h)
 
 
-def crop_face(image_bgr: np.ndarray, box: Sequence[float], landmarks: Sequence[float], margin: float,
+def crop_face(image: np.ndarray, box: Sequence[float], landmarks: Sequence[float], margin: float,
               size: int, mode: str = "mtcnn",
               center_size: int = 178) -> tuple[np.ndarray, tuple[int, int, int, int], np.ndarray]:
     """Cut the crop's region (`crop_region`) and resize it to size x size; return the crop, its
-    region in frame pixels and the 5 landmarks in crop pixels (flat x, y pairs, float32).
+    region in frame pixels and the 5 landmarks in crop pixels (flat x, y pairs, float32). The crop
+    keeps the image's channel order (BGR or RGB alike: each channel is resized on its own).
 
     INTER_AREA when shrinking avoids aliasing; INTER_CUBIC when enlarging keeps edges sharper than
     bilinear. Landmarks use continuous coordinates: the region [x1, x2) maps onto [0, size), per
     axis (only `whole` has two scales)."""
-    frame_h, frame_w = image_bgr.shape[:2]
+    frame_h, frame_w = image.shape[:2]
     cx1, cy1, cx2, cy2 = crop_region(mode, box, margin, center_size, frame_w, frame_h)
-    region = image_bgr[cy1:cy2, cx1:cx2]
+    region = image[cy1:cy2, cx1:cx2]
     width, height = cx2 - cx1, cy2 - cy1
     if width == height == size:
         crop = region.copy()
