@@ -16,7 +16,7 @@ from skimage import data as skdata
 
 from facenet_pytorch import MTCNN
 
-from robust_deepfake.faces.detection import build_detector, detect_batch
+from robust_deepfake.faces.detection import build_detector, detect_batch, planar
 from robust_deepfake.stages.face_detection import detect_faces
 from robust_deepfake.devices import resolve_device
 from robust_deepfake.manifest import DETECT_COLUMNS, MEDIA_COLUMNS, read_manifest, write_manifest
@@ -230,3 +230,19 @@ def test_skipping_pyramid_levels_keeps_the_default_calls_boxes(detector, shared_
         boxes, _ = reference.detect(frame)
         largest = max(boxes, key=lambda b: (b[2] - b[0]) * (b[3] - b[1]))
         assert iou(face["box"], largest) > 0.99, (face["box"], largest)
+
+
+def test_memory_layout_changes_no_box(shared_data):
+    """Channels-last networks and planar frames are for speed only: with no level skipped, every
+    box, probability and landmark equals the default call's to float rounding."""
+    ours = build_detector("cpu", 20, [0.6, 0.7, 0.7], 0.709, skip_levels=0)
+    reference = MTCNN(device="cpu", keep_all=True, select_largest=False)
+    got, _ = read_video_frames(shared_data / "real_videos" / "short_hamilton_clip.mp4", [0, 120])
+    batch = np.stack([got[i] for i in sorted(got)])
+    with torch.no_grad():
+        expected = reference.detect(batch, landmarks=True)
+        found = ours.detect(planar(batch), landmarks=True)
+    for want, have in zip(expected, found):
+        for w, h in zip(want, have):
+            np.testing.assert_allclose(np.asarray(h, np.float64), np.asarray(w, np.float64), atol=1e-3)
+    assert planar(batch).permute(0, 3, 1, 2).is_contiguous()

@@ -9,6 +9,12 @@ are its boxes (bench/bench_faces.py). MTCNN's boxes hang on its pyramid: a frame
 or a minimum face size between two of the default call's levels, moves the candidates PNet
 proposes, and with them a fifth of the final boxes by more than IoU 0.9. Downscaling
 (`max_side`) stays available where speed matters more than agreement with the default call.
+
+The rest of the speed is memory layout, with the default call's arithmetic unchanged (boxes agree
+to 1e-4 px): MTCNN's three small networks run channels-last, where PyTorch's CPU convolution and
+max-pool kernels vectorise over channels (RNet 3.7x, ONet 3x, PNet 1.5x faster), and the frames
+reach MTCNN planar, so each pyramid level's area resize and each candidate's crop resize read
+contiguous channels instead of interleaved RGB (about 2x faster).
 """
 
 from __future__ import annotations
@@ -19,7 +25,9 @@ from typing import Literal
 
 import cv2
 import numpy as np
+import torch
 from facenet_pytorch import MTCNN
+from torch import nn
 
 from robust_deepfake.devices import resolve_device
 
@@ -32,6 +40,18 @@ DEFAULTS = {"min_face_size": 20, "skip_levels": 2, "thresholds": (0.6, 0.7, 0.7)
             "max_side": None}
 
 
+class ChannelsLast(nn.Module):
+    """One of MTCNN's networks run channels-last: facenet-pytorch hands it NCHW crops and pyramid
+    levels, which this converts on the way in; outputs are the same values."""
+
+    def __init__(self, net: nn.Module):
+        super().__init__()
+        self.net = net.to(memory_format=torch.channels_last)
+
+    def forward(self, x: torch.Tensor):
+        return self.net(x.contiguous(memory_format=torch.channels_last))
+
+
 def build_detector(device: str, min_face_size: float, thresholds: Sequence[float], scale_factor: float,
                    skip_levels: int = 0) -> MTCNN:
     """An MTCNN whose pyramid is the default call's for `min_face_size` without its `skip_levels`
@@ -39,9 +59,18 @@ def build_detector(device: str, min_face_size: float, thresholds: Sequence[float
     the confidence filter, so MTCNN's own selection (largest/probability) must not interfere."""
     if skip_levels < 0:
         raise ValueError(f"skip_levels must be at least 0, got {skip_levels}")
-    return MTCNN(min_face_size=min_face_size / scale_factor ** skip_levels, thresholds=list(thresholds),
-                 factor=scale_factor, post_process=False, select_largest=False, keep_all=True,
-                 device=resolve_device(device))
+    detector = MTCNN(min_face_size=min_face_size / scale_factor ** skip_levels, thresholds=list(thresholds),
+                     factor=scale_factor, post_process=False, select_largest=False, keep_all=True,
+                     device=resolve_device(device))
+    detector.pnet, detector.rnet, detector.onet = (ChannelsLast(net) for net in
+                                                   (detector.pnet, detector.rnet, detector.onet))
+    return detector
+
+
+def planar(batch: np.ndarray) -> torch.Tensor:
+    """The (B, H, W, 3) batch as a tensor of that shape whose memory is planar (B, 3, H, W):
+    MTCNN permutes its input to NCHW without copying, so this is what makes that view contiguous."""
+    return torch.from_numpy(np.ascontiguousarray(batch.transpose(0, 3, 1, 2))).permute(0, 2, 3, 1)
 
 
 def check_keep(keep: str) -> None:
@@ -72,7 +101,7 @@ def _mtcnn_faces(detector: MTCNN, batch: np.ndarray) -> list[tuple[np.ndarray, n
         log.warning("%dx%d frame is smaller than the smallest face searched (%.0f px): no face searched",
                     w, h, detector.min_face_size)
         return [empty] * len(batch)
-    boxes, probs, points = detector.detect(batch, landmarks=True)
+    boxes, probs, points = detector.detect(planar(batch), landmarks=True)
     faces = []
     for b, p, pts in zip(boxes, probs, points):
         if b is None:
