@@ -63,3 +63,28 @@ def faces() -> tuple[list, list[str]]:
     astronaut = jittered_crops(skimage.data.astronaut(), (180, 61, 268, 172), 6, seed=1)
     cat = jittered_crops(skimage.data.chelsea(), (120, 40, 300, 220), 6, seed=2)
     return astronaut + cat, ["astronaut"] * 6 + ["cat"] * 6
+
+
+@pytest.fixture(scope="session")
+def detector_faces(tmp_path_factory):
+    """For the detector tests: eight source media, two frames each; reals are smooth gradients,
+    fakes carry a bright square, so that a tiny detector learns them in a few epochs."""
+    import cv2
+    import numpy as np
+    import pandas as pd
+
+    root = tmp_path_factory.mktemp("faces")
+    rng = np.random.default_rng(0)
+    rows = []
+    for m in range(8):
+        for f in range(2):
+            base = np.clip(np.linspace(40, 200, 48)[None, :, None] + rng.normal(0, 8, (48, 48, 3)), 0, 255)
+            for label in (0, 1):
+                image = base.copy()
+                if label:
+                    image[12:30, 12:30] = 250
+                path = root / f"m{m}_{f}_{label}.png"
+                cv2.imwrite(str(path), image.astype(np.uint8))
+                rows.append({"media_id": f"fake/m{m}" if label else f"m{m}", "source_media_id": f"m{m}",
+                             "image_path": str(path), "label": label})
+    return pd.DataFrame(rows)

@@ -26,26 +26,6 @@ SETTINGS = {"epochs": 3, "batch_size": 8, "lr": 1e-3, "weight_decay": 0.0, "opti
                             "lipschitz_psi": 10.0, "lipschitz_z": 2.0, "finetune_epochs": 2}}
 
 
-@pytest.fixture(scope="module")
-def faces(tmp_path_factory) -> pd.DataFrame:
-    """Eight source media, two frames each: reals are smooth gradients, fakes carry a bright square."""
-    root = tmp_path_factory.mktemp("faces")
-    rng = np.random.default_rng(0)
-    rows = []
-    for m in range(8):
-        for f in range(2):
-            base = np.clip(np.linspace(40, 200, 48)[None, :, None] + rng.normal(0, 8, (48, 48, 3)), 0, 255)
-            for label in (0, 1):
-                image = base.copy()
-                if label:
-                    image[12:30, 12:30] = 250
-                path = root / f"m{m}_{f}_{label}.png"
-                cv2.imwrite(str(path), image.astype(np.uint8))
-                rows.append({"media_id": f"fake/m{m}" if label else f"m{m}", "source_media_id": f"m{m}",
-                             "image_path": str(path), "label": label})
-    return pd.DataFrame(rows)
-
-
 def test_training_set_uses_kept_purified_reals_and_refuses_an_empty_class():
     purified = pd.DataFrame({"media_id": ["a", "b"], "purified_path": ["pa", "pb"], "kept": [True, False]})
     fakes = pd.DataFrame({"media_id": ["g/a"], "real_media_id": ["a"], "image_path": ["fa"]})
@@ -56,12 +36,12 @@ def test_training_set_uses_kept_purified_reals_and_refuses_an_empty_class():
         training_set(purified.assign(kept=False), fakes, "scenario-x")
 
 
-def test_holdout_keeps_a_source_and_its_fakes_together(faces):
-    train, val = holdout_split(faces, 0.25, seed=0)
-    assert len(train) + len(val) == len(faces)
+def test_holdout_keeps_a_source_and_its_fakes_together(detector_faces):
+    train, val = holdout_split(detector_faces, 0.25, seed=0)
+    assert len(train) + len(val) == len(detector_faces)
     assert not set(train["source_media_id"]) & set(val["source_media_id"])
     assert set(val["label"]) == {0, 1}
-    again, _ = holdout_split(faces, 0.25, seed=0)
+    again, _ = holdout_split(detector_faces, 0.25, seed=0)
     assert again.equals(train)
 
 
@@ -140,8 +120,8 @@ def _train(faces, tmp_path, name, mode="plain"):
                           work_dir=tmp_path / f"{name}_work", compute=Compute())
 
 
-def test_training_learns_and_a_killed_run_resumes_to_the_same_weights(faces, tmp_path, monkeypatch):
-    history = _train(faces, tmp_path, "straight")
+def test_training_learns_and_a_killed_run_resumes_to_the_same_weights(detector_faces, tmp_path, monkeypatch):
+    history = _train(detector_faces, tmp_path, "straight")
     assert history["epoch"].tolist() == [1, 2, 3]
     assert history["val_auc"].max() > 0.9  # the bright square is easy to see
 
@@ -156,24 +136,24 @@ def test_training_learns_and_a_killed_run_resumes_to_the_same_weights(faces, tmp
 
     monkeypatch.setattr(detector_module, "score_faces", dying_score)
     with pytest.raises(KeyboardInterrupt):
-        _train(faces, tmp_path, "resumed")
+        _train(detector_faces, tmp_path, "resumed")
     monkeypatch.setattr(detector_module, "score_faces", real_score)
-    resumed = _train(faces, tmp_path, "resumed")
+    resumed = _train(detector_faces, tmp_path, "resumed")
     assert resumed["epoch"].tolist() == [1, 2, 3]
     a, b = load_detector(tmp_path / "straight.pt"), load_detector(tmp_path / "resumed.pt")
     for (name, p), q in zip(a.state_dict().items(), b.state_dict().values()):
         assert torch.equal(p, q), name
 
 
-def test_pgd_training_runs_and_records_each_epoch(faces, tmp_path):
-    history = _train(faces, tmp_path, "pgd", mode="pgd")
+def test_pgd_training_runs_and_records_each_epoch(detector_faces, tmp_path):
+    history = _train(detector_faces, tmp_path, "pgd", mode="pgd")
     assert len(history) == 3 and np.isfinite(history["train_loss"]).all()
 
 
-def test_adversarial_fine_tuning_starts_from_the_plain_checkpoints_weights(faces, tmp_path):
-    _train(faces, tmp_path, "plain")
+def test_adversarial_fine_tuning_starts_from_the_plain_checkpoints_weights(detector_faces, tmp_path):
+    _train(detector_faces, tmp_path, "plain")
     plain = load_detector(tmp_path / "plain.pt").state_dict()
-    train, val = holdout_split(faces, 0.25, seed=0)
+    train, val = holdout_split(detector_faces, 0.25, seed=0)
     frozen = {**SETTINGS, "lr": 0.0}  # no step moves a weight: what comes out is what went in
     history = train_detector(train, val, TINY, frozen, "pgd_finetune", seed=0, out_path=tmp_path / "ft.pt",
                              work_dir=tmp_path / "ft_work", compute=Compute(), init_file=tmp_path / "plain.pt")
@@ -207,8 +187,8 @@ def test_the_best_epoch_is_ranked_by_hold_out_auc_then_loss():
     assert selection_key({"val_auc": float("nan"), "val_loss": float("nan")}) > NO_EPOCH
 
 
-def test_patience_stops_training_and_the_threshold_is_kept_with_the_model(faces, tmp_path):
-    train, val = holdout_split(faces, 0.25, seed=0)
+def test_patience_stops_training_and_the_threshold_is_kept_with_the_model(detector_faces, tmp_path):
+    train, val = holdout_split(detector_faces, 0.25, seed=0)
     settings = {**SETTINGS, "epochs": 30, "patience": 2, "lr": 1e-2}
     history = train_detector(train, val, TINY, settings, "plain", seed=0, out_path=tmp_path / "m.pt",
                              work_dir=tmp_path / "w", compute=Compute())

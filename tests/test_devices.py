@@ -13,7 +13,7 @@ from robust_deepfake.detectors.network import DetectorConfig, load_detector
 from robust_deepfake.devices import Compute, job_cpus, per_device
 from robust_deepfake.stages.detector_training import score_faces, train_detector
 
-from test_detector import SETTINGS, faces  # noqa: F401  (the fixture: faces a tiny detector learns)
+from test_detector import SETTINGS
 
 
 def test_a_slurm_job_uses_every_cpu_of_its_allocation(monkeypatch):
@@ -41,20 +41,21 @@ def test_batch_sizes_are_one_number_or_one_per_device():
 
 
 @pytest.mark.parametrize("backbone", ["resnet18", "spectrum"])
-def test_bf16_and_channels_last_training_stay_within_tolerance_of_fp32(faces, tmp_path, backbone):  # noqa: F811
+def test_bf16_and_channels_last_training_stay_within_tolerance_of_fp32(detector_faces, tmp_path, backbone):
     """The same tiny detector trained in fp32 and in bf16 autocast with channels-last batches: both
     learn the task, and their test scores differ by less than the README's tolerance (0.05 in
     probability; bf16 keeps 8 bits of mantissa)."""
     config = DetectorConfig(backbone=backbone, image_size=32)
-    train, val = holdout_split(faces, 0.25, seed=0)
+    train, val = holdout_split(detector_faces, 0.25, seed=0)
     scores = {}
     for name, compute in {"fp32": Compute(), "bf16": Compute(precision="bf16", channels_last=True)}.items():
         torch.manual_seed(0)
         history = train_detector(train, val, config, {**SETTINGS, "epochs": 2}, "plain", seed=0,
                                  out_path=tmp_path / f"{name}.pt", work_dir=tmp_path / name, compute=compute)
         assert np.isfinite(history["train_loss"]).all()
-        scores[name] = score_faces(compute.model(load_detector(tmp_path / f"{name}.pt")), faces, 32, 16, compute)
-    labels = faces["label"].to_numpy()
+        model = compute.model(load_detector(tmp_path / f"{name}.pt"))
+        scores[name] = score_faces(model, detector_faces, 32, 16, compute)
+    labels = detector_faces["label"].to_numpy()
     assert abs(scores["fp32"] - scores["bf16"]).max() < 0.05, abs(scores["fp32"] - scores["bf16"]).max()
     for name, s in scores.items():
         assert pd.Series(s).notna().all() and len(s) == len(labels), name
