@@ -27,11 +27,13 @@ SETTINGS = {"epochs": 3, "batch_size": 8, "lr": 1e-3, "weight_decay": 0.0, "opti
 
 
 def test_training_set_uses_kept_purified_reals_and_refuses_an_empty_class():
-    purified = pd.DataFrame({"media_id": ["a", "b"], "purified_path": ["pa", "pb"], "kept": [True, False]})
-    fakes = pd.DataFrame({"media_id": ["g/a"], "real_media_id": ["a"], "image_path": ["fa"]})
+    purified = pd.DataFrame({"media_id": ["a", "b"], "identity": ["ann", "bob"], "purified_path": ["pa", "pb"],
+                             "kept": [True, False]})
+    fakes = pd.DataFrame({"media_id": ["g/a", "g/b"], "real_media_id": ["a", "b"], "image_path": ["fa", "fb"]})
     faces = training_set(purified, fakes, "s")
-    assert faces["image_path"].tolist() == ["pa", "fa"] and faces["label"].tolist() == [0, 1]
-    assert faces["source_media_id"].tolist() == ["a", "a"]
+    assert faces["image_path"].tolist() == ["pa", "fa", "fb"] and faces["label"].tolist() == [0, 1, 1]
+    assert faces["source_media_id"].tolist() == ["a", "a", "b"]
+    assert faces["identity"].tolist() == ["ann", "ann", "bob"]  # a fake's person is its source's
     with pytest.raises(NothingToTrain, match="scenario-x: nothing to train.*0 real faces passed the reject step"):
         training_set(purified.assign(kept=False), fakes, "scenario-x")
 
@@ -43,6 +45,28 @@ def test_holdout_keeps_a_source_and_its_fakes_together(detector_faces):
     assert set(val["label"]) == {0, 1}
     again, _ = holdout_split(detector_faces, 0.25, seed=0)
     assert again.equals(train)
+
+
+def test_random_holdout_never_holds_out_every_media_of_a_person():
+    """Twelve people with three sources each and a hold-out share of 0.6: some people have all
+    three drawn, yet each keeps exactly one source in training; people with a single source may
+    still be held out whole. Without identities the split is the draws alone."""
+    people = [f"p{k}" for k in range(12)]
+    rows = [{"source_media_id": f"{p}/{m}", "identity": p, "label": label}
+            for p in people for m in range(3) for label in (0, 1)]
+    rows += [{"source_media_id": f"solo{k}", "identity": f"solo{k}", "label": label}
+             for k in range(12) for label in (0, 1)]
+    faces = pd.DataFrame(rows)
+    _, drawn = holdout_split(faces.drop(columns="identity"), 0.6, seed=0)
+    drawn = set(drawn["source_media_id"])
+    whole = [p for p in people if {f"{p}/{m}" for m in range(3)} <= drawn]
+    assert whole, "the test needs a person whose every source is drawn"
+
+    train, val = holdout_split(faces, 0.6, seed=0)
+    held = set(val["source_media_id"])
+    assert all((train["identity"] == p).any() for p in people)
+    assert held <= drawn and len(drawn - held) == len(whole)  # one source given back per such person
+    assert any(s.startswith("solo") for s in held)
 
 
 def test_balanced_indices_undersample_the_larger_class():

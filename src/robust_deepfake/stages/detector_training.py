@@ -66,13 +66,16 @@ class NothingToTrain(ValueError):
 
 def training_set(purified: pd.DataFrame, fakes: pd.DataFrame, scenario: str) -> pd.DataFrame:
     """Real faces kept by the reject step (label 0) and their fakes (label 1): media_id,
-    source_media_id, image_path, label. An empty class raises NothingToTrain naming the scenario,
-    since a detector trained on one class would report numbers that mean nothing."""
+    source_media_id, identity (the person of the source media, for the hold-out), image_path,
+    label. An empty class raises NothingToTrain naming the scenario, since a detector trained on
+    one class would report numbers that mean nothing."""
+    person = purified.drop_duplicates("media_id").set_index("media_id")["identity"]
     reals = purified[purified["kept"].astype(bool)]
     reals = pd.DataFrame({"media_id": reals["media_id"], "source_media_id": reals["media_id"],
-                          "image_path": reals["purified_path"], "label": 0})
+                          "identity": reals["identity"], "image_path": reals["purified_path"], "label": 0})
     fakes = pd.DataFrame({"media_id": fakes["media_id"], "source_media_id": fakes["real_media_id"],
-                          "image_path": fakes["image_path"], "label": 1})
+                          "identity": fakes["real_media_id"].map(person), "image_path": fakes["image_path"],
+                          "label": 1})
     if reals.empty or fakes.empty:
         raise NothingToTrain(f"{scenario}: nothing to train a detector on ({len(reals)} real faces passed the "
                          f"reject step, {len(fakes)} fakes); a higher purify.reject_factor keeps more faces")
