@@ -20,7 +20,7 @@ import pandas as pd
 import pytest
 
 from robust_deepfake.stages.frames import save_frames
-from robust_deepfake.video import decode_ahead, frame_indices, read_video_frames
+from robust_deepfake.video import decode_ahead, frame_indices, media_frames, read_video_frames
 from robust_deepfake.images import MediaError
 from robust_deepfake.manifest import FRAME_COLUMNS, MEDIA_COLUMNS, read_manifest, write_manifest
 from robust_deepfake.paths import media_slug
@@ -147,6 +147,23 @@ def test_sampled_frames_equal_sequential_decoding(video, mode, per_video, stride
     assert_frames_equal(frames, sequential(video, set(expected_idx))[0])
     assert not info["vfr"] and info["rotation"] == 0
     assert info["fps"] == pytest.approx(15.0)
+
+
+def test_media_frames_come_in_either_channel_order(video, tmp_path):
+    """Cropping asks for BGR, face detection for RGB: the same pixels either way, for a video (the
+    decoder's RGB) and an image (OpenCV's BGR)."""
+    image = np.zeros((24, 32, 3), np.uint8)
+    image[..., 0], image[..., 1], image[..., 2] = 30, 120, 250  # distinct channels: an order mix-up shows
+    cv2.imwrite(str(tmp_path / "still.png"), image)
+    for record, wanted in (({"path": str(video), "kind": "video"}, [0, 7]),
+                           ({"path": str(tmp_path / "still.png"), "kind": "image"}, [0])):
+        bgr, _, _ = media_frames(record, wanted)
+        rgb, _, _ = media_frames(record, wanted, rgb=True)
+        assert sorted(bgr) == sorted(rgb) == wanted
+        for i in wanted:
+            np.testing.assert_array_equal(rgb[i], bgr[i][..., ::-1])
+    decoded, _ = read_video_frames(video, [0, 7])
+    np.testing.assert_array_equal(media_frames({"path": str(video), "kind": "video"}, [7], rgb=True)[0][7], decoded[7])
 
 
 def test_out_of_range_index_is_a_media_error(video):

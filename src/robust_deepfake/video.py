@@ -308,29 +308,32 @@ def read_video_frames(path: str | Path, indices: Sequence[int] | Callable[[int],
 
 
 def media_frames(record: dict[str, Any], indices: Sequence[int] | Callable[[int], Sequence[int]],
-                 threads: int = 1) -> tuple[dict[int, np.ndarray], dict[int, str], int]:
-    """BGR frames of one media (a manifest record: path, kind) at `indices` (or a function of the
-    frame count), the reasons of wanted frames that failed, by index, and the frame count; an
-    image is a one-frame video."""
+                 threads: int = 1, rgb: bool = False) -> tuple[dict[int, np.ndarray], dict[int, str], int]:
+    """BGR frames (RGB with `rgb`) of one media (a manifest record: path, kind) at `indices` (or a
+    function of the frame count), the reasons of wanted frames that failed, by index, and the
+    frame count; an image is a one-frame video. The decoder gives RGB and OpenCV's reader BGR:
+    asking for the order the caller works in converts each frame at most once."""
     if record["kind"] == "image":
-        return {0: read_image(record["path"])}, {}, 1
+        image = read_image(record["path"])
+        return {0: cv2.cvtColor(image, cv2.COLOR_BGR2RGB) if rgb else image}, {}, 1
     if record["kind"] == "video":
         frames, info = read_video_frames(record["path"], indices, threads)
-        return ({i: cv2.cvtColor(f, cv2.COLOR_RGB2BGR) for i, f in frames.items()}, info["failed"],
-                info["frame_count"])
+        if not rgb:
+            frames = {i: cv2.cvtColor(f, cv2.COLOR_RGB2BGR) for i, f in frames.items()}
+        return frames, info["failed"], info["frame_count"]
     raise MediaError(record["path"], f"unknown media kind {record['kind']!r} (video | image)")
 
 
 def sampled_frames(record: dict[str, Any], sample: Callable[[int], Sequence[int]], threads: int = 1,
-                   ) -> Iterator[tuple[dict[str, Any], np.ndarray | None]]:
+                   rgb: bool = False) -> Iterator[tuple[dict[str, Any], np.ndarray | None]]:
     """The frame rows of one media (`record` extended by frame_idx, frame_count, width, height and
-    error), each with its BGR frame, in frame order: a wanted frame that could not be decoded
+    error), each with its BGR frame (RGB with `rgb`), in frame order: a wanted frame that could not be decoded
     comes with None and its reason, a media that gives no frame at all is one row with its error
     and no frame_idx. What the face detection stage finds faces in and what the optional frame
     images are written from: one decoding rule, so both see the same frames."""
     empty = {"frame_idx": None, "frame_count": None, "width": None, "height": None}
     try:
-        frames, failed, frame_count = media_frames(record, sample, threads)
+        frames, failed, frame_count = media_frames(record, sample, threads, rgb)
     except MediaError as e:
         log.warning("%s", e)
         yield {**record, **empty, "error": str(e)}, None

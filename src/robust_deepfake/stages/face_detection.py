@@ -18,7 +18,6 @@ import logging
 import time
 from collections.abc import Callable, Sequence
 
-import cv2
 import numpy as np
 import pandas as pd
 from tqdm import tqdm
@@ -65,7 +64,7 @@ def detect_faces(media: pd.DataFrame, sample: Callable[[int], Sequence[int]], de
 
     def decode(record: dict) -> list:
         start = time.perf_counter()
-        decoded = list(sampled_frames(record, sample, threads))
+        decoded = list(sampled_frames(record, sample, threads, rgb=True))  # MTCNN's channel order
         seconds["decode"] += time.perf_counter() - start  # in the background thread
         return decoded
 
@@ -77,7 +76,7 @@ def detect_faces(media: pd.DataFrame, sample: Callable[[int], Sequence[int]], de
         for row, frame in decoded:
             rows.append(row)
             if frame is not None:
-                pending.append((len(rows) - 1, cv2.cvtColor(frame, cv2.COLOR_BGR2RGB)))
+                pending.append((len(rows) - 1, frame))
             if len(pending) >= batch_size:
                 detect_pending()
         waited = time.perf_counter()
