@@ -4,12 +4,22 @@ skip with a reason when it is absent (a user's fresh clone)."""
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
 from pathlib import Path
 
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = Path(os.environ.get("ROBUST_DEEPFAKE_SHARED_DATA", REPO.parent / "shared" / "data"))
+
+
+def pytest_report_header(config) -> str:
+    """The suite writes a few GB of workflow runs under the temporary directory; a full disk shows
+    up as errors in unrelated fixtures, so the free space is the first thing a failed log should
+    tell."""
+    tmp = Path(tempfile.gettempdir())
+    return f"temporary directory: {tmp} ({shutil.disk_usage(tmp).free / 2**30:.1f} GiB free)"
 
 
 @pytest.fixture(scope="session")
