@@ -10,9 +10,11 @@ PNGs; throughput does not depend on what they show. Backbone `ensemble` is the e
 
     .venv/bin/python bench/bench_detector.py [--backbones resnet18 convnextv2_atto ensemble]
         [--experts resnet18 convnextv2_atto] [--image-size 64] [--images 64] [--modes plain fgsm pgd]
-        [--threads 1] [--out bench/out]
+        [--precision fp32|bf16] [--channels-last] [--name bench_detector] [--threads 1] [--out bench/out]
 
-Writes <out>/bench_detector.md (the Markdown table, also printed) and <out>/bench_detector.json.
+`--precision bf16` runs the training and scoring passes under bf16 autocast (`compute.precision`);
+on a CPU it pays only where the CPU has bf16 arithmetic (AVX512-BF16, AMX).
+Writes <out>/<name>.md (the Markdown table, also printed) and <out>/<name>.json.
 """
 
 from __future__ import annotations
@@ -49,18 +51,19 @@ def faces(root: Path, count: int) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def train_rate(config: DetectorConfig, data: pd.DataFrame, mode: str, work: Path) -> float:
+def train_rate(config: DetectorConfig, data: pd.DataFrame, mode: str, work: Path, compute: Compute) -> float:
     settings = {"epochs": 1, "batch_size": 32, "lr": 1e-3, "weight_decay": 0.0, "optimizer": "adamw", "patience": 0,
                 "augment": "strong", "balance": False,
                 "adversarial": ADVERSARIAL, "ema_decay": 0.995 if config.backbone == "ensemble" else 0.0}
     history = train_detector(data, data.head(2), config, settings, mode, seed=0, out_path=work / f"{mode}.pt",
-                             work_dir=work / mode, compute=Compute())
+                             work_dir=work / mode, compute=compute)
     return len(data) / float(history["seconds"].iloc[0])
 
 
-def evaluation_rate(model: DeepfakeDetector, data: pd.DataFrame, kind: str, level: int, size: int) -> float:
+def evaluation_rate(model: DeepfakeDetector, data: pd.DataFrame, kind: str, level: int, size: int,
+                    compute: Compute) -> float:
     began = time.perf_counter()
-    score_condition(model, data, kind, level, EVALUATE, seed=0, size=size, compute=Compute())
+    score_condition(model, data, kind, level, EVALUATE, seed=0, size=size, compute=compute)
     return len(data) / (time.perf_counter() - began)
 
 
@@ -72,9 +75,13 @@ def main() -> None:
     parser.add_argument("--image-size", type=int, default=64)
     parser.add_argument("--images", type=int, default=64)
     parser.add_argument("--modes", nargs="+", default=["plain", "fgsm", "pgd"])
+    parser.add_argument("--precision", choices=["fp32", "bf16"], default="fp32")
+    parser.add_argument("--channels-last", action="store_true")
+    parser.add_argument("--name", default="bench_detector", help="file name of the report under --out")
     add_run_arguments(parser)
     args = parser.parse_args()
     start_run(args)
+    compute = Compute(precision=args.precision, channels_last=args.channels_last)
 
     rows = []
     with TemporaryDirectory() as tmp:
@@ -85,18 +92,19 @@ def main() -> None:
             row = {"backbone": backbone if not extra else f"ensemble({'+'.join(args.experts)})",
                    "input": args.image_size}
             for mode in args.modes:
-                row[f"train {mode}"] = train_rate(config, data, mode, Path(tmp) / backbone)
-            model = DeepfakeDetector(config).eval()
+                row[f"train {mode}"] = train_rate(config, data, mode, Path(tmp) / backbone, compute)
+            model = compute.model(DeepfakeDetector(config).eval())
             for name, kind, level in (("eval clean", "clean", 0), ("eval fgsm", "fgsm", 0),
                                       ("eval pgd-40", "pgd", 0), ("eval VC-3", "VC", 3)):
-                row[name] = evaluation_rate(model, data, kind, level, args.image_size)
+                row[name] = evaluation_rate(model, data, kind, level, args.image_size, compute)
             rows.append(row)
             print(row, flush=True)
     head = list(rows[0])
     table = markdown_table(head, [[r["backbone"], r["input"], *[f"{r[h]:.1f}" for h in head[2:]]] for r in rows], 2)
     context = (f"Images per second, {args.images} synthetic 128 px faces, batch 32 (training) / 64 (evaluation); "
-               f"adversarial training {ADVERSARIAL['steps']} PGD steps + Lipschitz penalty. {machine(args.threads)}")
-    write_report(args.out, "bench_detector", "Detector training and evaluation throughput", context, table, rows, args)
+               f"adversarial training {ADVERSARIAL['steps']} PGD steps + Lipschitz penalty; {args.precision}"
+               f"{', channels-last' if args.channels_last else ''}. {machine(args.threads)}")
+    write_report(args.out, args.name, "Detector training and evaluation throughput", context, table, rows, args)
 
 
 if __name__ == "__main__":
