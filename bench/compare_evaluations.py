@@ -9,9 +9,9 @@ path under the evaluation folder, which names every setting they depend on.
     .venv/bin/python bench/compare_evaluations.py /tmp/evaluation_fp32 results/demo/evaluation \
         --labels fp32 bf16 [--name compare_evaluations] [--out bench/out]
 
-Prints, per detector and test set, the clean frame-level AUC and accuracy of both runs, then per
-detector the largest AUC change over the distortion conditions and PGD's attack success rate, and
-a summary: the largest and mean AUC change per test set. Writes <out>/<name>.md and .json.
+Prints, per detector and test set, the clean frame-level AUC and accuracy of both runs, the
+largest AUC change over the distortion conditions and PGD's attack success rate in both runs; then
+a summary per test set: the largest and mean AUC change and the largest accuracy change. Writes <out>/<name>.md and .json.
 """
 
 from __future__ import annotations
@@ -44,9 +44,9 @@ def paired_metrics(before: Path, after: Path) -> pd.DataFrame:
 
 
 def per_detector(pairs: pd.DataFrame) -> list[dict]:
-    """One row per detector and test set: clean AUC and accuracy in both runs; on the detector's
-    row of the training generator's test set, the distortions' largest AUC change and PGD's
-    attack success rate in both runs."""
+    """One row per detector and test set: clean AUC and accuracy in both runs, the distortions'
+    largest AUC change, and PGD's attack success rate in both runs (None where the test set has
+    no such condition)."""
     rows = []
     for (detector, test_set), group in pairs.groupby(["detector", "test_set"], sort=True):
         clean = group[group["condition"] == "clean"].iloc[0]
