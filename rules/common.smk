@@ -47,14 +47,17 @@ DEFENCE_AXIS = config["defences"]
 GPU_PER_JOB = 0 if config["device"] == "cpu" else 1
 # Which frames of a video are decoded (detect_faces, and save_frames when frame images are wanted).
 FRAME_SAMPLING = {key: config["frames"][key] for key in ("mode", "per_video", "stride", "max_per_video")}
-# How the faces are cut (crop_faces), recorded in every detector's checkpoint (train_detector) so
-# that `predict` cuts new media the same way: each mode's own setting only, so that editing
-# another mode's reruns nothing.
+# The face settings that finding a face reads (detect_faces, and again after a whole-video distortion).
+FACE_DETECTION_KEYS = ("min_face_size", "skip_levels", "thresholds", "scale_factor", "max_side", "min_confidence", "keep")
+# How the faces are found and cut (detect_faces, crop_faces), recorded in every detector's checkpoint
+# (train_detector) so that `predict` finds and cuts faces in new media the same way: each mode's own
+# settings only, so that editing another mode's reruns nothing.
 DETECTOR_INPUT = {
     "mode": config["crop"]["mode"],
     "size": config["crop"]["size"],
     "margin": config["crop"]["margin"] if config["crop"]["mode"] == "mtcnn" else None,
     "center_size": config["crop"]["center_size"] if config["crop"]["mode"] == "center" else None,
+    "faces": {key: config["faces"][key] for key in FACE_DETECTION_KEYS} if config["crop"]["mode"] == "mtcnn" else None,
 }
 
 # One detector per scenario and training seed; its path names every setting its result depends on.
@@ -357,10 +360,6 @@ def starting_detector(wildcards):
     if origin is None:
         return {}
     return {"init": f"{RESULTS}/detectors/{SCENARIO.format(**{**dict(wildcards.items()), 'training': origin})}/model.pt"}
-
-
-# the face settings that finding a face again after a whole-video distortion reads
-FACE_DETECTION_KEYS = ("min_face_size", "skip_levels", "thresholds", "scale_factor", "max_side", "min_confidence", "keep")
 
 
 def video_distortion_manifests():

@@ -2,8 +2,8 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 
-from robust_deepfake.manifest import (MEDIA_COLUMNS, read_manifest, shard_count, shard_digests, shard_of,
-                                      write_manifest)
+from robust_deepfake.manifest import (MEDIA_COLUMNS, read_manifest, read_shard, shard_count, shard_digests,
+                                      shard_of, write_manifest)
 
 
 def media(ids, n_shards=4):
@@ -48,6 +48,19 @@ def test_adding_media_changes_only_its_shard_digest(tmp_path):
     before, after = shard_digests(tmp_path / "a.parquet"), shard_digests(tmp_path / "b.parquet")
     changed = {s for s in after if before.get(s) != after[s]}
     assert changed == {shard_of("new.mp4", 4)}
+
+
+def test_read_shard_gives_exactly_that_shards_media_with_the_manifests_types(tmp_path):
+    ids = [f"v{i:03d}.mp4" for i in range(40)]
+    write_manifest(media(ids), tmp_path / "m.parquet", MEDIA_COLUMNS)
+    whole = read_manifest(tmp_path / "m.parquet")
+    for shard in range(4):
+        expected = whole[whole["shard"] == shard].reset_index(drop=True)
+        assert len(expected) and read_shard(tmp_path / "m.parquet", shard).equals(expected)
+    empty = read_shard(tmp_path / "m.parquet", 9)
+    assert empty.empty and (empty.dtypes == whole.dtypes).all()
+    with pytest.raises(FileNotFoundError, match="nope.parquet"):
+        read_shard(tmp_path / "nope.parquet", 0)
 
 
 def test_atomic_outputs_get_normal_permissions(tmp_path):

@@ -15,6 +15,7 @@ import torch
 from robust_deepfake.detectors.network import DeepfakeDetector, DetectorConfig, save_detector
 from robust_deepfake.predict import detector_input
 from robust_deepfake.faces.cropping import DetectorInput
+from robust_deepfake.faces.detection import DEFAULT_CALL
 
 FACE_CROPS = {"mode": "mtcnn", "size": 64, "margin": 0.3, "center_size": None}
 
@@ -105,6 +106,17 @@ def test_predict_cuts_media_as_the_checkpoint_records(tmp_path):
     older = _checkpoint(tmp_path / "older.pt")  # written before checkpoints recorded their input
     proc = predict(str(image), "--checkpoint", str(older))
     assert proc.returncode == 2 and "pass --margin and --crop-size" in proc.stderr
+
+
+def test_predict_finds_faces_with_the_detection_settings_the_checkpoint_records(shared_data, tmp_path):
+    """A detector trained on faces MTCNN found at some setting finds them the same way in new media;
+    a checkpoint older than that record gets facenet-pytorch's default call (the fixture's)."""
+    video = shared_data / "real_videos" / "WDA_KatieHill_000.mp4"  # 512 px frames
+    only_huge_faces = {**FACE_CROPS, "faces": {**DEFAULT_CALL, "min_face_size": 1000}}  # larger than the frame
+    proc = predict(str(video), "--checkpoint", str(_checkpoint(tmp_path / "model.pt", input=only_huge_faces)),
+                   "--frames", "2")
+    assert proc.returncode == 1 and "no face found in any of the 2 sampled frames" in proc.stderr
+    assert detector_input({"config": {}, "input": only_huge_faces}).faces["min_face_size"] == 1000
 
 
 def test_detector_input_takes_the_record_and_the_users_overrides():

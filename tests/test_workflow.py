@@ -20,8 +20,10 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+import yaml
 
 from robust_deepfake.cli import DEFAULT_CHECKPOINT
+from robust_deepfake.detectors.network import read_checkpoint
 from robust_deepfake.manifest import read_manifest, read_manifests
 from robust_deepfake.stages.split import check_disjoint
 
@@ -133,6 +135,12 @@ def test_demo_detectors_are_trained_evaluated_and_reported(demo_run):
     for figure in ("auc_vs_poison_rate", "roc", "accuracy_vs_distortion", "attack_success"):
         assert (results / "studies" / "demo" / "report" / f"{figure}.png").stat().st_size > 1000
     assert "| resnet18 | pgd_finetune |" in (results / "studies" / "demo" / "summary.md").read_text()
+    # each checkpoint records how its faces were found and cut, which `predict` repeats on new media
+    config = yaml.safe_load(Path(CONFIGS[0]).read_text())
+    recorded = read_checkpoint(next(results.glob("detectors/resnet18/**/model.pt")))["input"]
+    assert recorded["mode"] == "mtcnn" and recorded["margin"] == config["crop"]["margin"]
+    assert recorded["faces"] == {key: config["faces"][key] for key in recorded["faces"]}
+    assert {"min_face_size", "skip_levels", "min_confidence", "keep"} <= set(recorded["faces"])
 
 
 def test_complete_run_plans_nothing(demo_run):

@@ -8,14 +8,13 @@ from functools import partial  # noqa: E402
 
 from robust_deepfake.devices import start_job  # noqa: E402
 
-from robust_deepfake.manifest import DETECT_COLUMNS, read_manifest, write_manifest  # noqa: E402
+from robust_deepfake.manifest import DETECT_COLUMNS, read_shard, write_manifest  # noqa: E402
 from robust_deepfake.stages.face_detection import detect_faces  # noqa: E402
 from robust_deepfake.video import frame_indices  # noqa: E402
 
 cpus = start_job(snakemake.threads)
 p = snakemake.params
-media = read_manifest(snakemake.input.media)
-media = media[media["shard"] == p.shard].reset_index(drop=True)
+media = read_shard(snakemake.input.media, p.shard)
 log.info("shard %d: %d media", p.shard, len(media))
 detections = detect_faces(media, partial(frame_indices, **p.sampling), device=p.device, batch_size=p.batch_size,
                           min_face_size=p.min_face_size, skip_levels=p.skip_levels, thresholds=p.thresholds,

@@ -6,13 +6,12 @@ log = log_to_file(snakemake.log[0])
 
 from functools import partial  # noqa: E402
 
-from robust_deepfake.manifest import FRAME_COLUMNS, read_manifest, write_manifest  # noqa: E402
+from robust_deepfake.manifest import FRAME_COLUMNS, read_shard, write_manifest  # noqa: E402
 from robust_deepfake.stages.frames import save_frames  # noqa: E402
 from robust_deepfake.video import frame_indices  # noqa: E402
 
 p = snakemake.params
-media = read_manifest(snakemake.input.media)
-media = media[media["shard"] == p.shard].reset_index(drop=True)
+media = read_shard(snakemake.input.media, p.shard)
 log.info("shard %d: %d media", p.shard, len(media))
 sample = partial(frame_indices, **p.sampling)
 frames = save_frames(media, snakemake.output.frames, sample, image_format=p.image_format)

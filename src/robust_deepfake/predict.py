@@ -1,11 +1,13 @@
 """`robust-deepfake predict`: score an image, a folder or a video with a trained detector.
 
 The same chain as the pipeline, for media it has never seen: frames sampled evenly over a video,
-each cut as the detector's training faces were (the checkpoint records it: `faces.cropping.DetectorInput`),
-the detector's probability of fake per face, and per video the mean over its faces (the
-evaluation's video level). Face crops (`mtcnn`): MTCNN finds the largest face and the square crop
-takes the training's margin and size. Whole images (`whole`, or `--whole-image` for any
-detector): the whole frame resized, as the expert-ensemble reference's `infer.py` scores images.
+each found and cut as the detector's training faces were (the checkpoint records it:
+`faces.cropping.DetectorInput`), the detector's probability of fake per face, and per video the
+mean over its faces (the evaluation's video level). Face crops (`mtcnn`): MTCNN with the training
+run's settings (config `faces.*`; facenet-pytorch's default call for a checkpoint written before
+that was recorded) keeps a face as the training's keep rule did, and the square crop takes the
+training's margin and size. Whole images (`whole`, or `--whole-image` for any detector): the whole
+frame resized, as the expert-ensemble reference's `infer.py` scores images.
 Media without a face or that cannot be read are reported, never scored.
 """
 
@@ -19,7 +21,7 @@ import numpy as np
 import torch
 
 from robust_deepfake.faces.cropping import DetectorInput, crop_face
-from robust_deepfake.faces.detection import DEFAULTS, build_detector, detect_batch
+from robust_deepfake.faces.detection import DEFAULT_CALL, build_detector, detect_batch
 from robust_deepfake.video import frame_indices, read_video_frames
 from robust_deepfake.datasets import IMAGE_SUFFIXES, VIDEO_SUFFIXES
 from robust_deepfake.images import MediaError, read_image
@@ -98,12 +100,13 @@ class Predictor:
     the crop for face crops, the frame itself for whole images and pre-aligned centre crops."""
 
     def __init__(self, model: DeepfakeDetector, device: torch.device, *, cut: DetectorInput,
-                 frames_per_video: int, threshold: float, min_confidence: float = 0.9) -> None:
+                 frames_per_video: int, threshold: float) -> None:
         self.model, self.device, self.threshold, self.cut = model.eval(), device, threshold, cut
-        self.faces = (build_detector(str(device), DEFAULTS["min_face_size"], DEFAULTS["thresholds"],
-                                     DEFAULTS["scale_factor"], DEFAULTS["skip_levels"])
-                      if cut.mode == "mtcnn" else None)
-        self.min_confidence, self.frames_per_video = min_confidence, frames_per_video
+        self.face_settings = (cut.faces or DEFAULT_CALL) if cut.mode == "mtcnn" else None
+        self.faces = (build_detector(str(device), self.face_settings["min_face_size"], self.face_settings["thresholds"],
+                                     self.face_settings["scale_factor"], self.face_settings["skip_levels"])
+                      if self.face_settings else None)
+        self.frames_per_video = frames_per_video
 
     def _cut(self, frames: dict[int, np.ndarray]) -> tuple[list[np.ndarray], list[dict]]:
         """(RGB inputs, one record per input): a face crop per frame with a face, or every frame."""
@@ -111,8 +114,8 @@ class Predictor:
         if self.faces is None:
             found = [{"box": (0, 0, 1, 1), "landmarks": np.zeros(10, np.float32)}] * len(indices)
         else:
-            found = detect_batch(self.faces, [frames[i] for i in indices], DEFAULTS["max_side"],
-                                 self.min_confidence, "largest")
+            found = detect_batch(self.faces, [frames[i] for i in indices], self.face_settings["max_side"],
+                                 self.face_settings["min_confidence"], self.face_settings["keep"])
         crops, records = [], []
         for index, face in zip(indices, found):
             if face is None:

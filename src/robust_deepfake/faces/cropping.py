@@ -16,8 +16,9 @@ whole frame, resized to size x size, as the image-track winner's detector sees i
 `infer.py` resizes every image to 512 x 512, aspect ratio not kept: neither is it here). In both,
 the detection still decides which images hold a face and gives the landmarks the later stages read.
 
-What a detector was trained on (`DetectorInput`) is written into its checkpoint, so that
-`robust-deepfake predict` cuts new media the same way without restating the settings.
+What a detector was trained on (`DetectorInput`: the face detection's settings and the cut) is
+written into its checkpoint, so that `robust-deepfake predict` finds and cuts faces in new media the
+same way without restating the settings.
 """
 
 from __future__ import annotations
@@ -32,12 +33,14 @@ import numpy as np
 @dataclass(frozen=True)
 class DetectorInput:
     """How the faces a detector trained on were cut: the crop mode, the crop side, and the mode's
-    own setting (the margin of `mtcnn`, the square of `center`)."""
+    own settings (the margin of `mtcnn` and the MTCNN settings that found the faces, config
+    `faces.*`; the square of `center`)."""
 
     mode: str
     size: int
     margin: float | None = None
     center_size: int | None = None
+    faces: dict | None = None
 
 
 def square_box(box: Sequence[float], margin: float, frame_w: int, frame_h: int) -> tuple[int, int, int, int]:

@@ -35,9 +35,12 @@ log = logging.getLogger(__name__)
 
 Keep = Literal["largest", "most_confident"]
 KEEP_RULES: tuple[str, ...] = ("largest", "most_confident")
-# The shipped config's faces.* (config/config.yaml), for `predict`, which has no config
-DEFAULTS = {"min_face_size": 20, "skip_levels": 2, "thresholds": (0.6, 0.7, 0.7), "scale_factor": 0.709,
-            "max_side": None}
+# facenet-pytorch's own `MTCNN()` call with the pipeline's confidence floor and keep rule: what
+# `predict` finds faces with for a checkpoint written before detectors recorded their detection
+# settings (config faces.*). Skipping pyramid levels only drops small faces; every box that the
+# pipeline's settings keep is this call's (README: face detection), so no setting is guessed.
+DEFAULT_CALL = {"min_face_size": 20, "skip_levels": 0, "thresholds": (0.6, 0.7, 0.7), "scale_factor": 0.709,
+                "max_side": None, "min_confidence": 0.9, "keep": "largest"}
 
 
 class ChannelsLast(nn.Module):
