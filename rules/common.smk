@@ -41,6 +41,15 @@ RATES = [f"{rate:g}" for rate in config["poison"]["poison_rate"]]
 # At poison rate 0 nothing is attacked: the clean scenario exists once, under the attack name
 # "none", instead of once per configured attack.
 CLEAN_ATTACK = "none"
+
+
+def attacked_only(value):
+    """A poisoning setting as a param: `value` in an attacked scenario, None in the clean one,
+    which attacks nothing, so that no attack or generator setting reruns the clean scenario and
+    everything after it."""
+    return lambda wildcards: None if wildcards.attack == CLEAN_ATTACK else value
+
+
 DEFENCE_AXIS = config["defences"]
 # Neural rules declare `resources: gpu=GPU_PER_JOB`: one GPU each unless the one device setting says
 # cpu. A cluster profile turns it into --gpus; locally `--resources gpu=K` caps concurrent GPU jobs.

@@ -1,14 +1,14 @@
 # the params both poisoning rules pass to workflow_scripts/poison.py
 POISON_PARAMS = dict(
     rate=lambda wildcards: float(wildcards.rate),
-    generator=config["poison"]["generator"],
-    generator_settings=config[config["poison"]["generator"]],
-    threat=config["poison"]["threat"],
-    epsilon=config["poison"]["epsilon"],
-    steps=config["poison"]["steps"],
-    step_size=config["poison"]["step_size"],
-    loss=config["poison"]["loss"],
-    batch_size=config["poison"]["batch_size"],
+    generator=attacked_only(config["poison"]["generator"]),
+    generator_settings=attacked_only(config[config["poison"]["generator"]]),
+    threat=attacked_only(config["poison"]["threat"]),
+    epsilon=attacked_only(config["poison"]["epsilon"]),
+    steps=attacked_only(config["poison"]["steps"]),
+    step_size=attacked_only(config["poison"]["step_size"]),
+    loss=attacked_only(config["poison"]["loss"]),
+    batch_size=attacked_only(config["poison"]["batch_size"]),
     seed=config["seed"],
     device=config["device"],
     code=script_code("poison.py"),
@@ -16,12 +16,13 @@ POISON_PARAMS = dict(
 
 
 rule poison:
-    """Disrupt a poison_rate share of split B's real media with an attack on the targeted generator."""
+    """Disrupt a poison_rate share of split B's real media with an attack on the targeted generator
+    (the clean scenario, attack none at rate 0, only records B's reals: it needs no generator)."""
     wildcard_constraints:
         attack="|".join([a for a in [*POISON_ATTACKS, CLEAN_ATTACK] if a not in ADAPTIVE_ATTACKS]),
     input:
         part=f"{RESULTS}/split/B.parquet",
-        model=poison_target_model(),
+        model=lambda wildcards: [] if wildcards.attack == CLEAN_ATTACK else poison_target_model(),
     output:
         manifest=f"{RESULTS}/poisoned/{{attack}}/{{rate}}/manifest.parquet",
         crops=directory(f"{RESULTS}/poisoned/{{attack}}/{{rate}}/crops"),

@@ -251,6 +251,17 @@ def test_poison_faces_refuses_settings_that_write_no_poison(crops, tmp_path):
         poison(crops.assign(face_path=str(tmp_path / "missing.png")), tmp_path)
 
 
+def test_the_clean_scenario_needs_no_generator_nor_attack_settings(crops, tmp_path):
+    """Attack none at rate 0 records B's reals as they are: the workflow gives it no generator
+    and no attack setting, so that changing them never reruns the clean scenario."""
+    out = poison(crops, tmp_path, mask=[False] * 4, generator=None, attack="none", epsilon=None, steps=None,
+                 step_size=None, loss_kind=None, batch_size=None)
+    assert list(out.columns) == list(crops.columns) + POISON_ADDED_COLUMNS
+    assert not out["poisoned"].any() and out["poisoned_path"].tolist() == crops["face_path"].tolist()
+    assert out["epsilon"].isna().all() and out["attack"].isna().all()
+    assert not (tmp_path / "poisoned").exists() or not any((tmp_path / "poisoned").iterdir())
+
+
 def test_poisoning_a_stargan_attacks_each_face_through_its_own_targets(crops, tmp_path):
     """Against StarGAN the stage binds each batch's attribute labels: the disruption it records is
     the one measured through the targets StarGAN builds from each face's own attributes (never the

@@ -171,10 +171,13 @@ AFTER_POISON = {"poison": 2, "purify": 6, "generate_fakes": 12, "summarise_poiso
 
 def test_poison_rate_reruns_poisoning_and_after_not_generator_training(demo_run):
     assert planned_jobs(demo_run, "--config", "poison={poison_rate: [0.7]}") == AFTER_POISON
-    # the adversarially trained generator learns against the attacker's budget, so it follows epsilon
-    # (and the clean reference of the fake distance, attack none at rate 0, whose job carries the settings too)
+    # the adversarially trained generator learns against the attacker's budget, so it follows epsilon;
+    # the clean reference of the fake distance (attack none at rate 0) attacks nothing and stays
     assert planned_jobs(demo_run, "--config", "poison={epsilon: 0.03}") == {
-        **AFTER_POISON, "train_adv_generator": 1, "poison": 3, "purify": 7, "generate_fakes": 14}
+        **AFTER_POISON, "train_adv_generator": 1}
+    clean = "results/smoke/poisoned/none/0/manifest.parquet"
+    for change in ("poison={epsilon: 0.03, steps: 2, loss: target}", "poison={threat: grey_box}"):
+        assert planned_jobs(demo_run, clean, "--config", change) == {}, change
 
 
 def test_t_star_reruns_diffpure_and_after_not_ddpm_training(demo_run):

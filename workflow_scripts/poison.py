@@ -30,10 +30,14 @@ batch_size = per_device(p.batch_size, device)
 part_b = read_manifest(snakemake.input.part)
 reals = part_b[part_b["label"] == 0].reset_index(drop=True)
 mask = select_poisoned(reals, p.rate, p.seed)
-log.info("%s at rate %g: %d of %d real faces (%d of %d media) of split B, %s attack on %s",
-         attack, p.rate, int(mask.sum()), len(reals), reals.loc[mask, "media_id"].nunique(), reals["media_id"].nunique(),
-         p.threat, p.generator)
-generator = load_generator(p.generator, snakemake.input.model, p.generator_settings, device)
+if attack == "none":
+    log.info("the clean scenario: split B's %d real faces, none attacked", len(reals))
+    generator = None
+else:
+    log.info("%s at rate %g: %d of %d real faces (%d of %d media) of split B, %s attack on %s",
+             attack, p.rate, int(mask.sum()), len(reals), reals.loc[mask, "media_id"].nunique(),
+             reals["media_id"].nunique(), p.threat, p.generator)
+    generator = load_generator(p.generator, snakemake.input.model, p.generator_settings, device)
 through, eot_samples = identity, 1  # the plain attacker: nothing between the poison and G
 defence = snakemake.wildcards.get("defence")
 if defence is not None:  # the adaptive attacker anticipates this defence's purification

@@ -62,6 +62,19 @@ def select_poisoned(reals: pd.DataFrame, poison_rate: float, seed: int) -> pd.Se
     return (reals["media_id"].isin(set(chosen)) & is_real).rename("poisoned")
 
 
+def check_attack(attack: str, epsilon: float, loss_kind: str, image_format: str) -> None:
+    """Refuse settings under which the written poison would be no attack at all."""
+    if epsilon < LEVEL * (1 - 1e-6):
+        raise ValueError(f"epsilon {epsilon} is below one 8-bit level ({LEVEL:.5f} on [-1, 1]): every "
+                         "written poisoned image would equal its clean crop")
+    if attack in POISON_ATTACKS and POISON_ATTACKS[attack].starts_at_input and loss_kind == "mse":
+        raise ValueError(f"attack {attack!r} starts at the clean image, where the 'mse' disruption loss has a "
+                         "zero gradient: nothing would change. Use loss 'target' or attack 'pgd'")
+    if image_format != "png":
+        log.warning("writing poisoned crops as %s: lossy compression destroys part of the perturbation; "
+                    "the measures report what survives", image_format)
+
+
 def poison_faces(rows: pd.DataFrame, mask, generator: FaceGenerator, attack: str, epsilon: float, steps: int,
                  step_size: float, loss_kind: str, batch_size: int, seed: int, out_dir: str | Path,
                  image_format: str = "png", device: str | torch.device = "cpu",
@@ -76,29 +89,24 @@ def poison_faces(rows: pd.DataFrame, mask, generator: FaceGenerator, attack: str
     `grid_path` (optional) gets a disruption_grid of the first batch, first condition.
     `through` is what the attacker optimises through: nothing (`identity`), or for an adaptive
     attack the defence's purification (`attacks.adaptive`), averaged over `eot_samples` draws per step; the `attack` then names the
-    `attacks.linf` attack it runs (`registry.linf_attack`)."""
-    if epsilon < LEVEL * (1 - 1e-6):
-        raise ValueError(f"epsilon {epsilon} is below one 8-bit level ({LEVEL:.5f} on [-1, 1]): every "
-                         "written poisoned image would equal its clean crop")
+    `attacks.linf` attack it runs (`registry.linf_attack`). With nothing selected (the clean
+    scenario) the generator and the attack settings are not used and may be None."""
     require_columns(rows, ["media_id", "frame_idx", "face_path"], "poison_faces")
-    if attack in POISON_ATTACKS and POISON_ATTACKS[attack].starts_at_input and loss_kind == "mse":
-        raise ValueError(f"attack {attack!r} starts at the clean image, where the 'mse' disruption loss has a "
-                         "zero gradient: nothing would change. Use loss 'target' or attack 'pgd'")
-    if image_format != "png":
-        log.warning("writing poisoned crops as %s: lossy compression destroys part of the perturbation; "
-                    "the measures report what survives", image_format)
-    if isinstance(generator, torch.nn.Module):
-        generator.eval()
     out = rows.reset_index(drop=True).copy()
     selected = pd.Series(mask, index=rows.index)
     if selected.isna().any():
         raise ValueError("poison mask does not cover every row")
     todo = np.flatnonzero(selected.to_numpy(dtype=bool))
+    if len(todo):
+        check_attack(attack, epsilon, loss_kind, image_format)
+    if isinstance(generator, torch.nn.Module):
+        generator.eval()
 
     rng = torch.Generator().manual_seed(seed)
     poisoned_paths = out["face_path"].to_numpy(dtype=object, copy=True)
     metrics = pd.DataFrame(np.nan, index=out.index, columns=PERTURBATION_METRICS + DISRUPTION_METRICS)
-    for start in tqdm(range(0, len(todo), batch_size), desc=f"poison {attack}", unit="batch"):
+    batches = range(0, len(todo), batch_size) if len(todo) else range(0)
+    for start in tqdm(batches, desc=f"poison {attack}", unit="batch"):
         idx = todo[start:start + batch_size]
         clean_u8 = read_images(out.loc[idx, "face_path"].tolist())
         clean = bgr_to_signed(clean_u8, device)
@@ -124,7 +132,7 @@ def poison_faces(rows: pd.DataFrame, mask, generator: FaceGenerator, attack: str
     out["poisoned"] = is_poisoned
     out["poisoned_path"] = pd.Series(poisoned_paths, dtype=object)
     out["attack"] = pd.Series(np.where(is_poisoned, attack, None), dtype=object)
-    out["epsilon"] = np.where(is_poisoned, epsilon, np.nan).astype(np.float32)
+    out["epsilon"] = np.where(is_poisoned, epsilon if len(todo) else np.nan, np.nan).astype(np.float32)
     for name in metrics.columns:
         out[name] = metrics[name].astype(np.float32)
     if len(todo):
