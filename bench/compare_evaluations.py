@@ -22,8 +22,9 @@ from pathlib import Path
 import pandas as pd
 
 from bench_report import OUT, markdown_table, write_report
+from robust_deepfake.registry import EVASION_ATTACKS
 
-ATTACKS = ("clean", "fgsm", "pgd")
+ATTACKS = ("clean", *EVASION_ATTACKS)  # the conditions that are not distortions
 KEYS = ["test_set", "condition", "unit"]
 
 

@@ -164,9 +164,10 @@ def write_manifest(df: pd.DataFrame, path: str | Path, columns=None) -> None:
         pq.write_table(table, tmp)
 
 
-def read_manifest(path: str | Path, columns=None) -> pd.DataFrame:
+def read_manifest(path: str | Path, columns=None, filters=None) -> pd.DataFrame:
+    """The manifest at `path` (its `columns`, its rows passing Parquet's row `filters`)."""
     try:
-        return pd.read_parquet(path, columns=columns)
+        return pd.read_parquet(path, columns=columns, filters=filters)
     except FileNotFoundError:
         raise FileNotFoundError(f"manifest not found: {path}") from None
 
@@ -182,10 +183,7 @@ def read_manifests(paths, columns=None) -> pd.DataFrame:
 def read_shard(path: str | Path, shard: int) -> pd.DataFrame:
     """The media of one shard: what each shard job of a stage works on. Parquet's row filter reads
     only that shard's rows, which matters when the manifest holds 100 000 media."""
-    try:
-        return pd.read_parquet(path, filters=[("shard", "==", shard)]).reset_index(drop=True)
-    except FileNotFoundError:
-        raise FileNotFoundError(f"manifest not found: {path}") from None
+    return read_manifest(path, filters=[("shard", "==", shard)]).reset_index(drop=True)
 
 
 def shard_digests(path: str | Path) -> dict[int, str]:
