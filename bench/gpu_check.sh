@@ -4,6 +4,8 @@
 #
 #   bench/gpu_check.sh [run dir]               on a machine with a GPU, from the checkout, after `make venv`
 #   DEVICE=cpu bench/gpu_check.sh              the same DAG on the CPU (to try the script, or for a baseline)
+#   GPU_JOBS=4 bench/gpu_check.sh              let four jobs share the GPU (default 1: one at a time, as on a
+#                                              cluster node with one GPU per job; the job seconds stay unshared)
 #   PYTHON=python3 WHEELS=.whl bench/gpu_check.sh
 #                                              on a node whose own Python has PyTorch and no package index:
 #                                              the wheels of bench/wheelhouse.py go into a temporary folder
@@ -31,8 +33,8 @@ echo "gpu_check: smoke DAG on $DEVICE ($NAME), $CORES cores, run dir $RUN"
 start=$(date +%s)
 "$PYTHON" -m snakemake --cores "$CORES" --directory "$RUN" --configfile config/smoke.yaml \
   --config device="$DEVICE" "compute={precision: bf16, channels_last: true, loader_workers: auto}" \
-  --resources gpu=1 --quiet rules
+  --resources gpu="${GPU_JOBS:-1}" --quiet rules
 wall=$(( $(date +%s) - start ))
 "$PYTHON" bench/stage_seconds.py "$RUN/benchmarks/smoke" --name "gpu_check_$DEVICE" \
   --title "Smoke DAG on $DEVICE ($NAME)" \
-  --context "bench/gpu_check.sh: config/smoke.yaml, device $DEVICE ($NAME), bf16 + channels-last, --cores $CORES; wall ${wall} s."
+  --context "bench/gpu_check.sh: config/smoke.yaml, device $DEVICE ($NAME), bf16 + channels-last, --cores $CORES, ${GPU_JOBS:-1} GPU job(s) at once; wall ${wall} s."

@@ -34,6 +34,7 @@ from robust_deepfake.detectors.adversarial import per_sample_bce
 from robust_deepfake.attacks.distortions import distort
 from robust_deepfake.devices import Compute, per_device
 from robust_deepfake.images import read_image, to_rgb
+from robust_deepfake.registry import EVASION_ATTACKS
 from robust_deepfake.tensors import rgb_to_unit
 from robust_deepfake.detectors.network import DeepfakeDetector
 from robust_deepfake.detectors.scoring import (ALL_FAKES, DFDC_ALPHA, VIDEO_SUFFIX, attack_success_rate,
@@ -78,11 +79,11 @@ def score_condition(model: DeepfakeDetector, faces: pd.DataFrame, kind: str, lev
     scores = []
     for b, batch in enumerate(_batches(faces, per_device(settings["batch_size"], device))):
         crops = [read_image(p) for p in batch["image_path"]]
-        if kind not in ("clean", "fgsm", "pgd"):
+        if kind != "clean" and kind not in EVASION_ATTACKS:
             rng = np.random.default_rng(item_seed(seed, kind, level, b))
             crops = [distort(im, kind, level, rng) for im in crops]
         pixels = compute.images(rgb_to_unit([to_rgb(image, size) for image in crops]))  # resized as for training
-        if kind in ("fgsm", "pgd"):
+        if kind in EVASION_ATTACKS:
             attack = settings[kind]
             labels = torch.tensor(batch["label"].to_numpy(dtype=np.float32), device=device)
             rng = torch.Generator().manual_seed(item_seed(seed, kind, b))
@@ -134,7 +135,7 @@ def metrics_table(scores: pd.DataFrame, threshold: float, alpha: float = DFDC_AL
         clean = view[view["condition"] == "clean"].set_index(["media_id", "frame_idx", "test_set"])["score"]
         for (condition, kind, level), group in view.groupby(["condition", "kind", "level"], sort=False):
             extra = {}
-            if kind in ("fgsm", "pgd"):
+            if kind in EVASION_ATTACKS:
                 keyed = group.set_index(["media_id", "frame_idx", "test_set"])
                 extra = attack_success_rate(keyed["label"].to_numpy(), clean.loc[keyed.index].to_numpy(),
                                             keyed["score"].to_numpy(), threshold)

@@ -26,6 +26,7 @@ import pandas as pd  # noqa: E402
 
 from robust_deepfake.atomic import atomic_path  # noqa: E402
 from robust_deepfake.detectors.scoring import ALL_FAKES, VIDEO_SUFFIX, roc_points  # noqa: E402
+from robust_deepfake.registry import EVASION_ATTACKS  # noqa: E402
 
 SCENARIO_AXES = ["backbone", "training", "generator", "attack", "poison_rate", "defence"]
 NO_DETECTOR = "none: no training faces"
@@ -60,11 +61,11 @@ def scenario_row(scenario: dict, metrics: pd.DataFrame, history: pd.DataFrame, p
     per_set = metrics[(metrics["condition"] == "clean") & (metrics["unit"] == "frame") & (metrics["test_set"] != ALL_FAKES)]
     for name, auc, acc in zip(per_set["test_set"], per_set["auc"], per_set["acc"]):
         row[f"auc_{name}"], row[f"acc_{name}"] = float(auc), float(acc)
-    for attack in ("fgsm", "pgd"):
+    for attack in EVASION_ATTACKS:
         if attack in frame.index:
             row[f"{attack}_asr"] = float(frame.loc[attack, "asr"])
             row[f"{attack}_robust_acc"] = float(frame.loc[attack, "robust_acc"])
-    distorted = frame[~frame["kind"].isin(["clean", "fgsm", "pgd"])]
+    distorted = frame[~frame["kind"].isin(["clean", *EVASION_ATTACKS])]
     on_video = distorted["kind"].str.endswith(VIDEO_SUFFIX)
     if (~on_video).any():
         row["distorted_auc_mean"] = float(distorted.loc[~on_video, "auc"].mean())
@@ -285,7 +286,7 @@ def plot_roc(scores: list[pd.DataFrame], labels: list[str], path: str | Path) ->
 def plot_distortions(metrics: list[pd.DataFrame], labels: list[str], path: str | Path) -> None:
     """Accuracy against distortion level, one panel per DeeperForensics type (level 0 is clean),
     one line per scenario: detectors of one label (its seeds) are averaged, the sd as error bars."""
-    kinds = sorted({k for m in metrics for k in m["kind"].unique()} - {"clean", "fgsm", "pgd"})
+    kinds = sorted({k for m in metrics for k in m["kind"].unique()} - {"clean", *EVASION_ATTACKS})
     if not kinds:
         kinds = ["(none configured)"]
     cols = min(4, len(kinds))
