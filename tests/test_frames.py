@@ -138,9 +138,21 @@ def test_only_gops_with_wanted_frames_are_decoded(video):
     assert_frames_equal(frames, sequential(video, {3, 25})[0])
 
 
+def test_frames_no_other_refers_to_are_not_decoded(video):
+    """Frames 9 and 19 end GOPs 0 and 1: all 20 packets up to them go to the decoder, but the
+    B-frames among them that nothing refers to (and nobody wants) are skipped, not decoded."""
+    if _codec()[0] != "libx264":
+        pytest.skip("needs libx264's B-frames")
+    frames, info = read_video_frames(video, [9, 19])
+    assert info["decoded_frames"] >= 20
+    assert info["pictures"] < info["decoded_frames"] - 4
+    assert_frames_equal(frames, sequential(video, {9, 19})[0])
+
+
+@pytest.mark.parametrize("threads", [1, 2])
 @pytest.mark.parametrize("mode,per_video,stride", [("linspace", 8, 1), ("linspace", 64, 1), ("stride", 1, 7)])
-def test_sampled_frames_equal_sequential_decoding(video, mode, per_video, stride):
-    frames, info = read_video_frames(video, lambda n: frame_indices(n, mode, per_video, stride, 32))
+def test_sampled_frames_equal_sequential_decoding(video, mode, per_video, stride, threads):
+    frames, info = read_video_frames(video, lambda n: frame_indices(n, mode, per_video, stride, 32), threads)
     expected_idx = frame_indices(N_FRAMES, mode, per_video, stride, 32)
     assert sorted(frames) == expected_idx
     assert info["decoded_frames"] <= N_FRAMES
@@ -221,10 +233,11 @@ def test_rotate_tag_is_applied(tmp_path):
 
 @pytest.mark.shared_data
 @pytest.mark.parametrize("name,count", [("short_hamilton_clip.mp4", 275), ("facenet_pytorch_video.mp4", 105)])
-def test_real_videos_sampled_equal_sequential(shared_data, name, count):
+@pytest.mark.parametrize("threads", [1, 2])
+def test_real_videos_sampled_equal_sequential(shared_data, name, count, threads):
     path = shared_data / "real_videos" / name
     expected_idx = sorted(set(np.linspace(0, count - 1, 32, dtype=int).tolist()))
-    frames, info = read_video_frames(path, lambda n: frame_indices(n, "linspace", 32, 10, 32))
+    frames, info = read_video_frames(path, lambda n: frame_indices(n, "linspace", 32, 10, 32), threads)
     reference, sequential_count = sequential(path, set(expected_idx))
     assert info["frame_count"] == count == sequential_count
     assert sorted(frames) == expected_idx
