@@ -27,41 +27,34 @@ import sys
 import tempfile
 from pathlib import Path
 
-from packaging.markers import Marker
 from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
 
 PLATFORMS = ("manylinux_2_28_x86_64", "manylinux_2_27_x86_64", "manylinux_2_24_x86_64",
              "manylinux_2_17_x86_64", "manylinux2014_x86_64", "manylinux1_x86_64")
 
 
-def canonical(name: str) -> str:
-    """PEP 503 name: pip lists `Pillow`, metadata asks for `pillow`, a wheel file says `pillow`."""
-    return re.sub(r"[-_.]+", "-", name).lower()
-
-
 def read_have(path: Path) -> set[str]:
     """Names from a `pip list --format=freeze` file or a comma/line separated list of names."""
     names = re.split(r"[,\n]", path.read_text())
-    return {canonical(re.split(r"[=<>@ ]", n.strip(), maxsplit=1)[0]) for n in names if n.strip()}
+    return {canonicalize_name(re.split(r"[=<>@ ]", n.strip(), maxsplit=1)[0]) for n in names if n.strip()}
 
 
 def missing(root: str, have: set[str], python_version: str) -> dict[str, str]:
-    """name -> version of every distribution `root` needs at run time (no extras, markers read for
-    the node's Python on Linux) that is not in `have`, as installed here. A requirement present on
-    the node is not followed further: its own requirements came with it."""
-    env = {"python_version": python_version, "python_full_version": f"{python_version}.0",
-           "sys_platform": "linux", "platform_system": "Linux", "os_name": "posix",
-           "platform_machine": "x86_64", "implementation_name": "cpython",
-           "platform_python_implementation": "CPython", "extra": ""}
+    """name -> version of every distribution `root` needs at run time (no extras; markers read for
+    the node's Python, the rest of their environment this interpreter's: Linux x86-64 CPython, as
+    the wheels fetched) that is not in `have`, as installed here. A requirement present on the node
+    is not followed further: its own requirements came with it."""
+    node_python = {"python_version": python_version, "python_full_version": f"{python_version}.0"}
     found: dict[str, str] = {}
     todo = [root]
     while todo:
         dist = metadata.distribution(todo.pop())
         for line in dist.requires or []:
             req = Requirement(line)
-            if req.marker is not None and not Marker(str(req.marker)).evaluate(env):
+            if req.marker is not None and not req.marker.evaluate(node_python):
                 continue
-            name = canonical(req.name)
+            name = canonicalize_name(req.name)
             if name in have or name in found:
                 continue
             found[name] = metadata.version(req.name)
@@ -99,7 +92,7 @@ def main() -> None:
     args = parser.parse_args()
 
     wanted = missing(args.root, read_have(args.have), args.python_version)
-    for name in map(canonical, args.leave_out):
+    for name in map(canonicalize_name, args.leave_out):
         wanted.pop(name, None)
     args.out.mkdir(parents=True, exist_ok=True)
     for name, version in sorted(wanted.items()):

@@ -7,12 +7,14 @@ import importlib.metadata
 import importlib.util
 from pathlib import Path
 
+from packaging.utils import canonicalize_name
+
 REPO = Path(__file__).resolve().parents[1]
 spec = importlib.util.spec_from_file_location("wheelhouse", REPO / "bench" / "wheelhouse.py")
 wheelhouse = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(wheelhouse)
 
-INSTALLED = {wheelhouse.canonical(d.metadata["Name"]) for d in importlib.metadata.distributions()}
+INSTALLED = {canonicalize_name(d.metadata["Name"]) for d in importlib.metadata.distributions()}
 
 
 def test_a_node_that_lacks_two_packages_gets_those_two_at_the_versions_tested_here():
