@@ -35,6 +35,13 @@ DEMO_ROOT = f"resources/{DATASET}"
 RENDERED = RENDERED_LAYOUTS.get(config["dataset"]["layout"])
 INGEST_LAYOUT = RENDERED.read_as if RENDERED else config["dataset"]["layout"]
 
+# Scheduling priorities (`priority:`) along the detectors' critical path: split A -> face swap ->
+# poisoning -> purification -> fakes -> detector training -> evaluation. When cores are scarce, the
+# job more work waits on goes first; a rule not named here (the fake distances, the summaries)
+# fills the gaps. Only the order changes, never a result. On the demo the face swap starts before
+# the DDPM and the feature extractor, and the poisoned scenario's fakes are no longer made last.
+PRIORITY = {"train_generator": 10, "train_ddpm": 5, "poison": 5, "poison_adaptive": 5, "purify": 4,
+            "generate_fakes": 3, "generate_test_fakes": 3, "train_detector": 2, "evaluate_detector": 1}
 
 ATTACKS = config["poison"]["attacks"]
 RATES = [f"{rate:g}" for rate in config["poison"]["poison_rate"]]

@@ -14,6 +14,7 @@ rule train_ddpm:
         device=config["device"],
         code=script_code("train_ddpm.py"),
     threads: 1
+    priority: PRIORITY["train_ddpm"]
     resources:
         gpu=GPU_PER_JOB,
     log:

@@ -9,6 +9,9 @@ rule render_demo:
         settings={key: config["demo"][key] for key in RENDERED.settings} if RENDERED else {},
         seed=config["seed"],
         code=script_code("render_demo.py"),
+    # identities render in parallel, the same files whatever the count; every later job waits on
+    # this one, so it takes the cores there are (Snakemake lowers this to --cores)
+    threads: 4
     log:
         f"{LOGS}/render_demo.log",
     benchmark:

@@ -17,6 +17,7 @@ rule train_detector:
         device=config["device"],
         code=script_code("train_detector.py"),
     threads: 1
+    priority: PRIORITY["train_detector"]
     resources:
         gpu=GPU_PER_JOB,
     log:

@@ -17,6 +17,7 @@ rule evaluate_detector:
         device=config["device"],
         code=script_code("evaluate_detector.py"),
     threads: 1
+    priority: PRIORITY["evaluate_detector"]
     resources:
         gpu=GPU_PER_JOB,
     log:

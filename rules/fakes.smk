@@ -11,6 +11,7 @@ rule generate_fakes:
     params:
         **fake_generation_params(),
     threads: 1
+    priority: PRIORITY["generate_fakes"]
     resources:
         gpu=GPU_PER_JOB,
     log:
@@ -36,6 +37,7 @@ rule generate_test_fakes:
     params:
         **fake_generation_params(),
     threads: 1
+    priority: PRIORITY["generate_test_fakes"]
     resources:
         gpu=GPU_PER_JOB,
     log:

@@ -13,9 +13,7 @@ rule train_generator:
         device=config["device"],
         code=script_code("train_generator.py"),
     threads: 1
-    # Poisoning and everything after it wait for this job; start it before the DDPM and the
-    # feature extractor, which nothing waits on as long (the demo's critical path).
-    priority: 10
+    priority: PRIORITY["train_generator"]
     resources:
         gpu=GPU_PER_JOB,
     log:

@@ -31,6 +31,7 @@ rule poison:
     params:
         **POISON_PARAMS,
     threads: 1
+    priority: PRIORITY["poison"]
     resources:
         gpu=GPU_PER_JOB,
     log:
@@ -64,6 +65,7 @@ rule poison_adaptive:
         # a deterministic purifier gives the same draw every time: one sample, and no rerun when it changes
         eot_samples=lambda wildcards: config["poison"]["eot_samples"] if DEFENCES[wildcards.defence].diffusion else 1,
     threads: 1
+    priority: PRIORITY["poison_adaptive"]
     resources:
         gpu=GPU_PER_JOB,
     log:

@@ -21,6 +21,7 @@ rule purify:
         device=config["device"],
         code=script_code("purify.py"),
     threads: 1
+    priority: PRIORITY["purify"]
     resources:
         gpu=GPU_PER_JOB,
     log:

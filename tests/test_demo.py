@@ -62,10 +62,11 @@ def test_decoded_video_and_still(small_demo):
     assert still.shape == (SMALL["size"], SMALL["size"], 3)
 
 
-def test_deterministic_for_a_seed(small_demo, tmp_path):
+def test_deterministic_for_a_seed_whatever_the_workers(small_demo, tmp_path):
+    """The fixture renders on one thread, `again` on three: identities in parallel, same files."""
     out, _ = small_demo
     args = dict(SMALL, identities=3)
-    again = render_demo(tmp_path / "again", seed=0, **args)
+    again = render_demo(tmp_path / "again", seed=0, workers=3, **args)
     render_demo(tmp_path / "other", seed=1, **args)
     for row in again.itertuples():
         rel = Path(row.path).relative_to(tmp_path / "again")

@@ -41,10 +41,11 @@ def test_the_celeba_adapter_reads_the_rendering_with_identities_and_attributes(s
     assert image.shape == (HEIGHT, WIDTH, 3)
 
 
-def test_the_same_arguments_give_the_same_bytes(small, tmp_path):
+def test_the_same_arguments_give_the_same_bytes_whatever_the_workers(small, tmp_path):
     out, _ = small
-    render_demo_celeba(tmp_path, identities=3, images_per_identity=5, seed=0)
-    for name in ("list_attr_celeba.txt", "identity_CelebA.txt", "img_align_celeba/000007.jpg"):
+    render_demo_celeba(tmp_path, identities=3, images_per_identity=5, seed=0, workers=2)
+    for name in ("list_attr_celeba.txt", "identity_CelebA.txt", "img_align_celeba/000007.jpg",
+                 "img_align_celeba/000015.jpg"):
         assert (tmp_path / name).read_bytes() == (out / name).read_bytes()
 
 
@@ -95,4 +96,4 @@ def test_rendered_layouts_are_read_by_a_known_adapter_with_settings_the_schema_a
         assert layout.read_as in LAYOUTS, name
         assert set(layout.settings) <= demo_keys, name
         parameters = set(inspect.signature(RENDERERS[name]).parameters)
-        assert parameters == {"out_dir", "seed", *layout.settings}, name
+        assert parameters == {"out_dir", "seed", "workers", *layout.settings}, name  # workers: the job's threads

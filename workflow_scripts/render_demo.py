@@ -10,5 +10,5 @@ from robust_deepfake.seeding import seed_everything  # noqa: E402
 
 p = snakemake.params
 seed_everything(p.seed)
-table = RENDERERS[p.layout](snakemake.output[0], **p.settings, seed=p.seed)
+table = RENDERERS[p.layout](snakemake.output[0], **p.settings, seed=p.seed, workers=snakemake.threads)
 log.info("rendered %d %s media for %d identities", len(table), p.layout, table["identity"].nunique())

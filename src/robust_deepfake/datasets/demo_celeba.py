@@ -28,6 +28,7 @@ Output, in the ``celeba`` layout (read back by `datasets.celeba`)::
 from __future__ import annotations
 
 import logging
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -149,27 +150,38 @@ def _write_attribute_file(path: Path, names: list[str], rows: list[dict[str, int
         tmp.write_text("\n".join(lines) + "\n")
 
 
-def render_demo_celeba(out_dir: Path, identities: int, images_per_identity: int, seed: int) -> pd.DataFrame:
+def render_demo_celeba(out_dir: Path, identities: int, images_per_identity: int, seed: int,
+                       workers: int = 1) -> pd.DataFrame:
     """Render the attribute demo under out_dir; return one row per image (file, identity and the
-    five attributes as -1/1). The same arguments give the same bytes."""
+    five attributes as -1/1). The same arguments give the same bytes, whatever `workers` (threads,
+    one identity each: every identity draws from its own seeded generator)."""
     out_dir = Path(out_dir)
     chosen = checked_identities(identities)
     if images_per_identity < 1:
         raise ValueError(f"images_per_identity must be >= 1, got {images_per_identity}")
     folder = out_dir / IMAGES
     folder.mkdir(parents=True, exist_ok=True)
-    names, attribute_rows, identity_lines, rows = [], [], [], []
-    for index, src in enumerate(tqdm(chosen, desc="attribute demo identities", unit="id")):
-        scene = Scene(src, HEIGHT)
+
+    def render_identity(index: int) -> list[dict]:
+        """Images numbered as CelebA's, in identity order: identity `index` owns a fixed block."""
+        scene = Scene(chosen[index], HEIGHT)
+        rows = []
         for k in range(images_per_identity):
             rng = rng_for(seed, index, 2, k)
             attributes = _draw_attributes(rng)
-            name = f"{len(names) + 1:06d}.jpg"
+            name = f"{index * images_per_identity + k + 1:06d}.jpg"
             write_image(folder / name, cv2.cvtColor(render_face(scene, rng, attributes), cv2.COLOR_RGB2BGR))
-            names.append(name)
-            attribute_rows.append(attributes)
-            identity_lines.append(f"{name} {index + 1}")
-            rows.append({"file": name, "identity": src.identity, **attributes})
+            rows.append({"file": name, "identity": chosen[index].identity, **attributes})
+        return rows
+
+    with ThreadPoolExecutor(max(1, workers)) as pool:
+        per_identity = list(tqdm(pool.map(render_identity, range(len(chosen))), total=len(chosen),
+                                 desc="attribute demo identities", unit="id"))
+    rows = [row for identity_rows in per_identity for row in identity_rows]
+    names = [row["file"] for row in rows]
+    attribute_rows = [{key: row[key] for key in row if key not in ("file", "identity")} for row in rows]
+    identity_lines = [f"{row['file']} {index + 1}" for index, identity_rows in enumerate(per_identity)
+                      for row in identity_rows]
     _write_attribute_file(out_dir / ATTRIBUTES, names, attribute_rows)
     with atomic_path(out_dir / IDENTITIES) as tmp:
         tmp.write_text("\n".join(identity_lines) + "\n")

@@ -1,5 +1,5 @@
 """The renderers of the datasets the pipeline makes itself (`registry.RENDERED_LAYOUTS`), called
-as ``render(out_dir, **settings, seed=seed)`` by rule render_demo."""
+as ``render(out_dir, **settings, seed=seed, workers=threads)`` by rule render_demo."""
 
 from __future__ import annotations
 
