@@ -154,16 +154,30 @@ def _cached_shard_digests(manifest, mtime):
     return shard_digests(manifest)
 
 
+def local_cores():
+    """--cores of a local run; None under a cluster executor, where the profile sizes each job,
+    and in a cluster job's own Snakemake (exec mode remote), whose cores are the node's: the
+    threads it evaluates must equal those the job was submitted with, or srun refuses the step."""
+    if not (workflow.is_main_process and workflow.local_exec):
+        return None
+    try:
+        return workflow.cores
+    except WorkflowError:
+        return None
+
+
 def shard_threads(wildcards):
     """Threads of a per-shard job: the cores shared out among the shards, so that a dataset of one
     shard uses every core in its one job (MTCNN's torch threads, FFmpeg's decoding threads) and
-    one of many shards runs beside the others with one. Without --cores (a cluster executor) 1:
-    the profile sizes those jobs."""
-    try:
-        cores = workflow.cores
-    except WorkflowError:
-        return 1
-    return max(1, cores // max(1, len(current_shard_digests(media_manifest()))))
+    one of many shards runs beside the others with one. Under a cluster executor 1."""
+    cores = local_cores()
+    return 1 if cores is None else max(1, cores // max(1, len(current_shard_digests(media_manifest()))))
+
+
+def all_cores(wildcards):
+    """Threads of a job every other one waits on (rendering the demo): all the cores of a local
+    run, 1 under a cluster executor."""
+    return local_cores() or 1
 
 
 def shard_outputs(pattern):

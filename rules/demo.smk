@@ -10,8 +10,8 @@ rule render_demo:
         seed=config["seed"],
         code=script_code("render_demo.py"),
     # identities render in parallel, the same files whatever the count; every later job waits on
-    # this one, so it takes the cores there are (Snakemake lowers this to --cores)
-    threads: 4
+    # this one, so it takes the cores there are
+    threads: all_cores
     log:
         f"{LOGS}/render_demo.log",
     benchmark:
