@@ -27,6 +27,7 @@ faces are constants below, measured once with MTCNN (see their comments).
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from fractions import Fraction
@@ -254,6 +255,15 @@ def checked_identities(identities: int) -> list[FaceSource]:
     return sources[:identities]
 
 
+def render_identities(render_identity: Callable[[int], list[dict]], identities: int, workers: int,
+                      desc: str) -> list[list[dict]]:
+    """Each identity's rows, in identity order, rendered on `workers` threads (OpenCV, NumPy's
+    array arithmetic and the encoders release the GIL). The files do not depend on `workers` as
+    long as every identity draws from its own seeded generator (`rng_for`) and writes its own files."""
+    with ThreadPoolExecutor(max(1, workers)) as pool:
+        return list(tqdm(pool.map(render_identity, range(identities)), total=identities, desc=desc, unit="id"))
+
+
 def _render_identity(out_dir: Path, index: int, src: FaceSource, videos_per_identity: int, frames_per_video: int,
                      fps: int, size: int, images_per_identity: int, seed: int) -> list[dict]:
     """One identity's clips and stills under out_dir/real/<identity>/; one row per file."""
@@ -283,9 +293,8 @@ def render_demo(out_dir: Path, identities: int, videos_per_identity: int, frames
     """Render the demo dataset under out_dir; return one row per file written.
 
     Columns: identity, kind ("video" or "image"), path (str), source (where the face came from).
-    The same arguments give the same decoded frames and PNG bytes, whatever `workers`: each
-    identity draws from its own seeded generator, so identities render in parallel (threads:
-    OpenCV, NumPy's array arithmetic and the encoder release the GIL) in any order."""
+    The same arguments give the same decoded frames and PNG bytes, whatever `workers` (threads,
+    one identity each: `render_identities`)."""
     out_dir = Path(out_dir)
     chosen = checked_identities(identities)
     if videos_per_identity < 0 or images_per_identity < 0:
@@ -305,9 +314,7 @@ def render_demo(out_dir: Path, identities: int, videos_per_identity: int, frames
         return _render_identity(out_dir, index, chosen[index], videos_per_identity, frames_per_video, fps, size,
                                 images_per_identity, seed)
 
-    with ThreadPoolExecutor(max(1, workers)) as pool:
-        per_identity = list(tqdm(pool.map(render_identity, range(len(chosen))), total=len(chosen),
-                                 desc="demo identities", unit="id"))
+    per_identity = render_identities(render_identity, len(chosen), workers, "demo identities")
     rows = [row for identity_rows in per_identity for row in identity_rows]
     write_sources(out_dir / "SOURCES.md", chosen, {
         "identities": identities, "videos_per_identity": videos_per_identity,

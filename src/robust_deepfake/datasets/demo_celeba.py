@@ -28,18 +28,17 @@ Output, in the ``celeba`` layout (read back by `datasets.celeba`)::
 from __future__ import annotations
 
 import logging
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
 import numpy as np
 import pandas as pd
-from tqdm import tqdm
 
 from robust_deepfake.atomic import atomic_path, write_image
 from robust_deepfake.datasets.celeba import ATTRIBUTES, IDENTITIES, IMAGES
-from robust_deepfake.datasets.demo import Pose, Scene, checked_identities, rng_for, write_sources
+from robust_deepfake.datasets.demo import (Pose, Scene, checked_identities, render_identities, rng_for,
+                                          write_sources)
 
 log = logging.getLogger(__name__)
 
@@ -154,7 +153,7 @@ def render_demo_celeba(out_dir: Path, identities: int, images_per_identity: int,
                        workers: int = 1) -> pd.DataFrame:
     """Render the attribute demo under out_dir; return one row per image (file, identity and the
     five attributes as -1/1). The same arguments give the same bytes, whatever `workers` (threads,
-    one identity each: every identity draws from its own seeded generator)."""
+    one identity each: `render_identities`)."""
     out_dir = Path(out_dir)
     chosen = checked_identities(identities)
     if images_per_identity < 1:
@@ -174,9 +173,7 @@ def render_demo_celeba(out_dir: Path, identities: int, images_per_identity: int,
             rows.append({"file": name, "identity": chosen[index].identity, **attributes})
         return rows
 
-    with ThreadPoolExecutor(max(1, workers)) as pool:
-        per_identity = list(tqdm(pool.map(render_identity, range(len(chosen))), total=len(chosen),
-                                 desc="attribute demo identities", unit="id"))
+    per_identity = render_identities(render_identity, len(chosen), workers, "attribute demo identities")
     rows = [row for identity_rows in per_identity for row in identity_rows]
     names = [row["file"] for row in rows]
     attribute_rows = [{key: row[key] for key in row if key not in ("file", "identity")} for row in rows]
