@@ -8,11 +8,12 @@ from __future__ import annotations
 import pytest
 import torch
 
-from robust_deepfake.attacks.adaptive import anticipated_purifier, eot_disruption_loss, straight_through
+from robust_deepfake.attacks.adaptive import eot_disruption_loss
 from robust_deepfake.attacks.disruption import disruption_loss, generator_outputs
 from robust_deepfake.attacks.linf import run_attack
-from robust_deepfake.registry import purifier_of
+from robust_deepfake.defences.anticipated import anticipated_purifier, straight_through
 from robust_deepfake.defences.magnet import MagNetAutoencoder, MagNetConfig, train_magnet
+from robust_deepfake.registry import purifier_of
 from test_poison import TinyGenerator
 
 

@@ -57,6 +57,24 @@ def test_plumbing_imports_no_family():
         assert not families, f"{path.name} (plumbing) imports {sorted(families)}"
 
 
+# The algorithm families in layers: a family imports only those of lower layers, so that none of
+# them needs another's internals to be read (an attack sees a purifier as a function of the images;
+# the defence that knows each purifier builds that function: defences.anticipated).
+FAMILY_LAYERS = {"faces": 0, "datasets": 0, "generators": 0, "attacks": 1, "defences": 2, "detectors": 2}
+
+
+def test_a_family_imports_only_families_of_lower_layers():
+    assert set(FAMILY_LAYERS) == FAMILIES
+    for path in sorted(PACKAGE.rglob("*.py")):
+        module = ".".join(path.relative_to(PACKAGE.parent).with_suffix("").parts)
+        family = layer(module)
+        if family not in FAMILIES:
+            continue
+        upward = {m for m in imports(path)
+                  if layer(m) in FAMILIES and layer(m) != family and FAMILY_LAYERS[layer(m)] >= FAMILY_LAYERS[family]}
+        assert not upward, f"{module} imports {sorted(upward)}, of its own layer or above"
+
+
 def test_each_rule_file_has_its_stage_module_and_each_script_its_rule():
     rules = {p.stem for p in (REPO / "rules").glob("*.smk")} - {"common", "demo"}  # demo: datasets/demo.py
     assert rules == {p.stem for p in (PACKAGE / "stages").glob("*.py")} - {"__init__"}

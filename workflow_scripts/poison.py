@@ -8,7 +8,8 @@ log = log_to_file(snakemake.log[0])
 from pathlib import Path  # noqa: E402
 
 from robust_deepfake.atomic import atomic_path  # noqa: E402
-from robust_deepfake.attacks.adaptive import anticipated_purifier, identity  # noqa: E402
+from robust_deepfake.attacks.adaptive import identity  # noqa: E402
+from robust_deepfake.defences.anticipated import anticipated_purifier  # noqa: E402
 from robust_deepfake.defences.loading import load_purifier_model  # noqa: E402
 from robust_deepfake.defences.purifiers import settings_from_config  # noqa: E402
 from robust_deepfake.registry import DEFENCES, purifier_of  # noqa: E402

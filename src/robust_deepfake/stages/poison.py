@@ -88,7 +88,7 @@ def poison_faces(rows: pd.DataFrame, mask, generator: FaceGenerator, attack: str
     `nn.Module` generator is put in eval mode: poisoning needs batch-independent outputs.
     `grid_path` (optional) gets a disruption_grid of the first batch, first condition.
     `through` is what the attacker optimises through: nothing (`identity`), or for an adaptive
-    attack the defence's purification (`attacks.adaptive`), averaged over `eot_samples` draws per step; the `attack` then names the
+    attack the defence's purification (`defences.anticipated`), averaged over `eot_samples` draws per step; the `attack` then names the
     `attacks.linf` attack it runs (`registry.linf_attack`). With nothing selected (the clean
     scenario) the generator and the attack settings are not used and may be None."""
     require_columns(rows, ["media_id", "frame_idx", "face_path"], "poison_faces")
