@@ -4,6 +4,8 @@ uninterrupted one."""
 
 from __future__ import annotations
 
+from functools import partial
+
 import cv2
 import numpy as np
 import pandas as pd
@@ -137,15 +139,21 @@ def test_local_timm_weights_are_loaded_and_the_head_replaced(tmp_path):
         DeepfakeDetector(DetectorConfig(backbone="no_such_net"))
 
 
-def _train(faces, tmp_path, name, mode="plain"):
+def _train(faces, tmp_path, name, mode="plain", compute=None, settings=SETTINGS):
     torch.manual_seed(0)
     train, val = holdout_split(faces, 0.25, seed=0)
-    return train_detector(train, val, TINY, SETTINGS, mode, seed=0, out_path=tmp_path / f"{name}.pt",
-                          work_dir=tmp_path / f"{name}_work", compute=Compute())
+    return train_detector(train, val, TINY, settings, mode, seed=0, out_path=tmp_path / f"{name}.pt",
+                          work_dir=tmp_path / f"{name}_work", compute=compute or Compute())
 
 
-def test_training_learns_and_a_killed_run_resumes_to_the_same_weights(detector_faces, tmp_path, monkeypatch):
-    history = _train(detector_faces, tmp_path, "straight")
+@pytest.mark.parametrize("workers, augment", [(0, "none"), (2, "strong")])
+def test_training_learns_and_a_killed_run_resumes_to_the_same_weights(detector_faces, tmp_path, monkeypatch,
+                                                                       workers, augment):
+    """Also with loader workers, the data path of a GPU job (`Compute.loader`): they read and
+    augment the faces, so the augmentations' randomness lives in them, seeded per epoch from the
+    training seed, and a resumed run must draw the same."""
+    train = partial(_train, compute=Compute(workers=workers), settings={**SETTINGS, "augment": augment})
+    history = train(detector_faces, tmp_path, "straight")
     assert history["epoch"].tolist() == [1, 2, 3]
     assert history["val_auc"].max() > 0.9  # the bright square is easy to see
 
@@ -160,9 +168,9 @@ def test_training_learns_and_a_killed_run_resumes_to_the_same_weights(detector_f
 
     monkeypatch.setattr(detector_module, "score_faces", dying_score)
     with pytest.raises(KeyboardInterrupt):
-        _train(detector_faces, tmp_path, "resumed")
+        train(detector_faces, tmp_path, "resumed")
     monkeypatch.setattr(detector_module, "score_faces", real_score)
-    resumed = _train(detector_faces, tmp_path, "resumed")
+    resumed = train(detector_faces, tmp_path, "resumed")
     assert resumed["epoch"].tolist() == [1, 2, 3]
     a, b = load_detector(tmp_path / "straight.pt"), load_detector(tmp_path / "resumed.pt")
     for (name, p), q in zip(a.state_dict().items(), b.state_dict().values()):
