@@ -10,7 +10,11 @@ CORES  ?= 2
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[test]'
+	$(BIN)/python -m pip install --quiet --no-compile -e '.[test]'
+	@# pip byte-compiles one file at a time; compileall on every core halves the install. Bytecode is
+	@# written now because jobs may not write it (PYTHONDONTWRITEBYTECODE) and would then compile torch
+	@# at every start. The few files that do not compile (tests of other Pythons) pip skips too.
+	$(BIN)/python -c "import compileall, sys; compileall.compile_dir(sys.argv[1], quiet=2, workers=0)" $(VENV)/lib
 	touch $@
 
 venv: $(BIN)/.installed
