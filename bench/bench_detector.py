@@ -53,7 +53,7 @@ def faces(root: Path, count: int) -> pd.DataFrame:
 
 def train_rate(config: DetectorConfig, data: pd.DataFrame, mode: str, work: Path, compute: Compute) -> float:
     settings = {"epochs": 1, "batch_size": 32, "lr": 1e-3, "weight_decay": 0.0, "optimizer": "adamw", "patience": 0,
-                "augment": "strong", "balance": False,
+                "augment": "strong", "balance": False, "state_interval_s": 60,
                 "adversarial": ADVERSARIAL, "ema_decay": 0.995 if config.backbone == "ensemble" else 0.0}
     history = train_detector(data, data.head(2), config, settings, mode, seed=0, out_path=work / f"{mode}.pt",
                              work_dir=work / mode, compute=compute)

@@ -23,7 +23,7 @@ from robust_deepfake.detectors.network import (DeepfakeDetector, DetectorConfig,
 
 TINY = DetectorConfig(backbone="resnet18", image_size=32)
 SETTINGS = {"epochs": 3, "batch_size": 8, "lr": 1e-3, "weight_decay": 0.0, "optimizer": "adamw", "patience": 0,
-            "augment": "none", "balance": True,
+            "augment": "none", "balance": True, "state_interval_s": 0,
             "adversarial": {"epsilon": 4 / 255, "step_size": 1 / 255, "steps": 3, "clean_weight": 0.5,
                             "lipschitz_psi": 10.0, "lipschitz_z": 2.0, "finetune_epochs": 2}}
 
@@ -157,10 +157,29 @@ def test_training_learns_and_a_killed_run_resumes_to_the_same_weights(detector_f
     assert history["epoch"].tolist() == [1, 2, 3]
     assert history["val_auc"].max() > 0.9  # the bright square is easy to see
 
+    _killed_in_epoch_2(train, detector_faces, tmp_path, monkeypatch)
+    assert (tmp_path / "resumed_work" / "last.pt").exists()  # state_interval_s 0: saved after epoch 1
+    resumed = train(detector_faces, tmp_path, "resumed")
+    assert resumed["epoch"].tolist() == [1, 2, 3]
+    _assert_same_weights(tmp_path / "straight.pt", tmp_path / "resumed.pt")
+
+
+def test_short_epochs_within_the_state_interval_write_no_state_and_a_rerun_starts_over(detector_faces, tmp_path,
+                                                                                          monkeypatch):
+    train = partial(_train, settings={**SETTINGS, "state_interval_s": 3600})
+    train(detector_faces, tmp_path, "straight")
+    _killed_in_epoch_2(train, detector_faces, tmp_path, monkeypatch)
+    assert not (tmp_path / "resumed_work" / "last.pt").exists()
+    assert train(detector_faces, tmp_path, "resumed")["epoch"].tolist() == [1, 2, 3]
+    _assert_same_weights(tmp_path / "straight.pt", tmp_path / "resumed.pt")
+
+
+def _killed_in_epoch_2(train, faces, tmp_path, monkeypatch) -> None:
+    """Run `train` as "resumed" and kill it during epoch 2's validation."""
     calls = {"n": 0}
     real_score = detector_module.score_faces
 
-    def dying_score(*args, **kwargs):  # the job is killed during epoch 2's validation
+    def dying_score(*args, **kwargs):
         calls["n"] += 1
         if calls["n"] == 2:
             raise KeyboardInterrupt
@@ -168,11 +187,12 @@ def test_training_learns_and_a_killed_run_resumes_to_the_same_weights(detector_f
 
     monkeypatch.setattr(detector_module, "score_faces", dying_score)
     with pytest.raises(KeyboardInterrupt):
-        train(detector_faces, tmp_path, "resumed")
+        train(faces, tmp_path, "resumed")
     monkeypatch.setattr(detector_module, "score_faces", real_score)
-    resumed = train(detector_faces, tmp_path, "resumed")
-    assert resumed["epoch"].tolist() == [1, 2, 3]
-    a, b = load_detector(tmp_path / "straight.pt"), load_detector(tmp_path / "resumed.pt")
+
+
+def _assert_same_weights(path_a, path_b) -> None:
+    a, b = load_detector(path_a), load_detector(path_b)
     for (name, p), q in zip(a.state_dict().items(), b.state_dict().values()):
         assert torch.equal(p, q), name
 

@@ -122,7 +122,7 @@ def test_the_ensemble_trains_with_its_losses_and_weight_average(tmp_path):
     train, val = holdout_split(faces, 0.25, seed=0)
     config = DetectorConfig(backbone="ensemble", image_size=24, extra={"experts": EXPERTS, "embedding_dim": 8})
     settings = {"epochs": 6, "batch_size": 8, "lr": 3e-3, "weight_decay": 0.0, "optimizer": "adamw", "patience": 0,
-                "augment": "none", "balance": True, "ema_decay": 0.995}
+                "augment": "none", "balance": True, "ema_decay": 0.995, "state_interval_s": 0}
     history = train_detector(train, val, config, settings, "plain", seed=0, out_path=tmp_path / "e.pt",
                              work_dir=tmp_path / "w", compute=Compute())
     assert np.isfinite(history["train_loss"]).all() and history["val_auc"].max() > 0.9

@@ -42,7 +42,7 @@ def test_recce_reconstructs_its_input_size_and_trains_in_the_pipeline(tmp_path):
     train, val = holdout_split(faces, 0.25, seed=0)
     config = DetectorConfig(backbone="recce", image_size=24, extra={"encoder": "test_resnet", "decoder_channels": 8})
     settings = {"epochs": 6, "batch_size": 8, "lr": 3e-3, "weight_decay": 0.0, "optimizer": "adamw", "patience": 0,
-                "augment": "none", "balance": True}
+                "augment": "none", "balance": True, "state_interval_s": 60}
     history = train_detector(train, val, config, settings, "plain", seed=0, out_path=tmp_path / "r.pt",
                              work_dir=tmp_path / "w", compute=Compute())
     assert np.isfinite(history["train_loss"]).all() and history["val_auc"].max() > 0.9

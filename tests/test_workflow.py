@@ -383,7 +383,9 @@ def test_a_killed_detector_training_resumes_from_its_last_epoch(demo_run):
     --rerun-incomplete: the job resumes after the last saved epoch instead of starting over."""
     scenario = "resnet18/plain/faceswap_ae/pgd/0.5/none/seed0"
     target = f"results/smoke/detectors/{scenario}/model.pt"
-    args = ["--cores", "1", "--config", "detector={epochs: 60}", "--forcerun", "train_detector", "--", target]
+    # state_interval_s 0: a state after every epoch, so that one killed after epoch 3 has one to resume
+    args = ["--cores", "1", "--config", "detector={epochs: 60, state_interval_s: 0}", "--forcerun", "train_detector",
+            "--", target]
     log = demo_run / "logs" / "smoke" / "train_detector" / f"{scenario.replace('/', '_')}.log"
     cmd = SNAKEMAKE + ["--snakefile", str(REPO / "Snakefile"), "--directory", str(demo_run), "--configfile",
                        *CONFIGS, *args]
