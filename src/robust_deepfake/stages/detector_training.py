@@ -206,10 +206,11 @@ def train_detector(train: pd.DataFrame, val: pd.DataFrame, config: DetectorConfi
     after the last save (0: after every epoch), and a rerun of the same job resumes from it: a
     killed job loses what it trained since, at most that interval and one epoch, while short
     epochs are not slowed by writing the weights, the optimizer's moments and the best epoch's
-    weights each time (a seventh of a 64 px ResNet-18 epoch on a CPU). A mode that starts from another mode's detector needs its
-    checkpoint as `init_file`. `input_record` (how the faces were cut: `faces.cropping.DetectorInput`)
-    goes into the checkpoint as `input`, for `predict`. `compute` says where and how (precision,
-    memory format, loader workers) the batches run."""
+    weights each time (a seventh of a 64 px ResNet-18's job on one CPU thread). A mode that starts
+    from another mode's detector needs its checkpoint as `init_file`. `input_record` (how the
+    faces were cut: `faces.cropping.DetectorInput`) goes into the checkpoint as `input`, for
+    `predict`. `compute` says where and how (precision, memory format, loader workers) the batches
+    run."""
     if mode not in TRAINING_MODES:
         raise ValueError(f"unknown training mode {mode!r}; known: {', '.join(TRAINING_MODES)}")
     training = TRAINING_MODES[mode]
@@ -272,6 +273,7 @@ def train_detector(train: pd.DataFrame, val: pd.DataFrame, config: DetectorConfi
             save_detector(model, last, extra={"training": _state(optimizer, scheduler, epoch + 1, best_key, best,
                                                                  history, attack_rng, ema)})
             saved_at = time.monotonic()
+        # logged after the save: an epoch logged as saved is one a rerun can resume after
         log.info("epoch %d: loss %.4f, val AUC %.4f, val loss %.4f, acc %.3f at threshold %.3f, %.1f s%s", epoch + 1,
                  row["train_loss"], row["val_auc"], row["val_loss"], row["val_acc"], row["threshold"], row["seconds"],
                  ", state saved" if saved else "")
