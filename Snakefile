@@ -43,6 +43,9 @@ include: "rules/evaluation.smk"
 include: "rules/report.smk"
 
 
+check_directory_outputs()
+
+
 rule all:
     input:
         split_outputs(),

@@ -7,6 +7,7 @@ from functools import lru_cache
 from pathlib import Path
 
 from snakemake.exceptions import WorkflowError
+from snakemake.io import is_flagged
 
 # The package lives in src/; jobs (local, conda or SLURM) import it through PYTHONPATH, so the
 # workflow also runs from a checkout where it is not pip-installed.
@@ -19,6 +20,7 @@ from robust_deepfake.config import validate_config
 from robust_deepfake.fingerprint import script_fingerprint
 from robust_deepfake.stages.ingest import listing_fingerprint, options_from_config
 from robust_deepfake.manifest import shard_digests, shard_name
+from robust_deepfake.paths import unsafe_output_folder
 from robust_deepfake.registry import (ADAPTIVE_ATTACKS, ADVERSARIAL_GENERATOR_MODELS, DEFENCES, DETECTOR_FAMILIES,
                                       GENERATORS, POISON_ATTACKS, PURIFIER_CONFIG_KEYS, RENDERED_LAYOUTS,
                                       TRAINED_GENERATORS, TRAINING_MODES, DISTORTION_KINDS)
@@ -91,14 +93,26 @@ wildcard_constraints:
     generator="|".join(dict.fromkeys(config["fakes"]["generators"] + list(TRAINED_GENERATORS))),
     variant="main|surrogate",
     attack="|".join([*POISON_ATTACKS, CLEAN_ATTACK]),
-    rate=r"[0-9.]+",
+    rate=r"\d+(\.\d+)?",
     defence="|".join(DEFENCE_AXIS),
-    backbone=r"[A-Za-z0-9_.]+",
+    # as the schema's model_name: never "." or "..", which would name a folder above the scenario's
+    backbone=r"[A-Za-z0-9_][A-Za-z0-9_.]*",
     training="|".join(TRAINING_MODES),
     distortion="|".join(DISTORTION_KINDS),
     level=r"[1-5]",
     seed=r"\d+",
     adversarial="|".join(ADVERSARIAL_GENERATOR_MODELS),
+
+
+def check_directory_outputs():
+    """Stop before any job runs when a rule's directory() output is the checkout, results/,
+    resources/ or a folder above them: Snakemake deletes such an output before rerunning its rule.
+    The schema's folder names already forbid it; this holds whatever a future rule or key does."""
+    protected = [workflow.basedir, os.getcwd(), "results", "resources", "logs", "benchmarks", ".snakemake"]
+    problems = [f"rule {rule.name}: output {why}" for rule in workflow.rules for output in rule.output
+                if is_flagged(output, "directory") and (why := unsafe_output_folder(output, protected))]
+    if problems:
+        raise WorkflowError("unsafe output folders:\n  " + "\n  ".join(problems))
 
 
 def script_code(script):

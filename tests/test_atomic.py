@@ -14,7 +14,7 @@ import pandas as pd
 import pytest
 import torch
 
-from robust_deepfake.atomic import atomic_path, write_image
+from robust_deepfake.atomic import atomic_path, readable_size, write_image
 from robust_deepfake.checkpoints import save_checkpoint
 from robust_deepfake.manifest import MEDIA_COLUMNS, write_manifest
 
@@ -55,9 +55,12 @@ def test_a_full_disk_says_no_space_left_and_loses_nothing(tiny_disk):
                "model.pt": lambda p: save_checkpoint({"w": torch.rand(200_000)}, p),
                "media.parquet": lambda p: write_manifest(media.astype({"label": "int8", "shard": "int32"}), p)}
     for name, write in writers.items():
+        free = readable_size(shutil.disk_usage(tiny_disk).free)
         with pytest.raises(OSError) as error:
             write(tiny_disk / name)
         assert "No space left on device" in str(error.value) and str(tiny_disk / name) in str(error.value), name
+        # the space there was, not what the failed writer's still-open file left (it said "0 bytes free")
+        assert f"({free} free in {tiny_disk} when the write began" in str(error.value), name
     assert earlier.read_bytes() == before  # the file that was there is intact
     assert sorted(p.name for p in tiny_disk.iterdir()) == ["face.png", "filler"]  # no partial files
 

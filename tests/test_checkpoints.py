@@ -3,8 +3,11 @@ an unusable training state discarded so training starts afresh."""
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
+import pickle
+import zipfile
 
 import numpy as np
 import pytest
@@ -25,7 +28,7 @@ def bad_files(tmp_path):
     truncated = tmp_path / "truncated.pt"
     truncated.write_bytes(good.read_bytes()[: good.stat().st_size // 2])
     return {random_bytes: "it is not a torch checkpoint",
-            with_object: "it holds a Python object of type numpy",
+            with_object: "it holds objects that loading would execute (it calls numpy",
             truncated: "corrupt or truncated"}
 
 
@@ -37,6 +40,46 @@ def test_unusable_files_are_refused_with_the_reason_and_no_unsafe_advice(tmp_pat
         assert message.startswith(f"detector checkpoint {path} cannot be read: ") and words in message, message
         assert "weights_only" not in message and error.value.__cause__ is None and error.value.__suppress_context__
     assert torch.equal(load_checkpoint(tmp_path / "good.pt")["w"], torch.zeros(3))
+
+
+class _Payload:
+    """What a malicious checkpoint holds: unpickling it calls os.system."""
+
+    def __init__(self, command: str) -> None:
+        self.command = command
+
+    def __reduce__(self):
+        return os.system, (self.command,)
+
+
+def test_a_malicious_pickle_is_refused_as_such_and_its_payload_never_runs(tmp_path):
+    marker = tmp_path / "payload-ran"
+    for name, write in {"zip.pt": lambda p: torch.save({"w": _Payload(f"touch {marker}")}, p),
+                        "legacy.pt": lambda p: p.write_bytes(pickle.dumps({"w": _Payload(f"touch {marker}")}))}.items():
+        write(tmp_path / name)
+        with pytest.raises(CheckpointError) as error:
+            load_checkpoint(tmp_path / name, what="detector checkpoint")
+        message = str(error.value)
+        assert "holds objects that loading would execute (it calls posix.system)" in message, message
+        assert "refused and nothing in it ran" in message and "corrupt" not in message, message
+    assert not marker.exists()
+
+
+def test_a_folder_given_as_checkpoint_is_named_a_folder(tmp_path):
+    with pytest.raises(CheckpointError, match="is a folder; give the checkpoint file inside it"):
+        load_checkpoint(tmp_path, what="face swap checkpoint")
+
+
+def test_the_same_weights_give_the_same_bytes(tmp_path):
+    """torch named the zip's records after the random temporary file: same weights, other sha256."""
+    digests = set()
+    for folder in ("run1", "run2"):
+        torch.manual_seed(0)
+        save_checkpoint({"format": "x", "model": torch.nn.Linear(4, 2).state_dict()}, tmp_path / folder / "model.pt")
+        digests.add(hashlib.sha256((tmp_path / folder / "model.pt").read_bytes()).hexdigest())
+    assert len(digests) == 1
+    with zipfile.ZipFile(tmp_path / "run1" / "model.pt") as archive:
+        assert {name.split("/")[0] for name in archive.namelist()} == {"archive"}
 
 
 def test_predict_with_a_corrupt_checkpoint_says_what_is_wrong(tmp_path, capsys):

@@ -248,3 +248,33 @@ def test_batch_sizes_may_be_given_per_device_and_compute_is_checked():
     cfg["compute"]["precision"] = "fp16"
     with pytest.raises(ConfigError, match="compute.precision"):
         validate_config(cfg)
+
+
+# Every config value that becomes a folder of an output path, and how to set it. `dataset.name: ..`
+# made render_demo's directory() output `resources/..`, the checkout, which its next rerun deleted.
+PATH_FORMING_KEYS = {
+    "dataset.name": lambda cfg, v: cfg["dataset"].update(name=v),
+    "study": lambda cfg, v: cfg.update(study=v),
+    "experiments.0.backbone.0": lambda cfg, v: cfg["experiments"][0].update(backbone=[v]),
+    "detector.ensemble.experts.1": lambda cfg, v: cfg["detector"].setdefault("ensemble", {}).update(
+        experts=["resnet18", v]),
+    "detector.recce.encoder": lambda cfg, v: cfg["detector"].setdefault("recce", {}).update(encoder=v),
+}
+
+
+@pytest.mark.parametrize("value", ["..", ".", "a/b", "../x", "", "x" * 65, ".hidden"])
+@pytest.mark.parametrize("key", list(PATH_FORMING_KEYS))
+def test_a_value_that_could_leave_its_folder_is_refused(key, value):
+    cfg = default_config()
+    PATH_FORMING_KEYS[key](cfg, value)
+    with pytest.raises(ConfigError) as err:
+        validate_config(cfg)
+    assert f"config key '{key}': {value!r} is not allowed" in str(err.value)
+    assert "1-64 letters" in str(err.value) and "not starting with '.'" in str(err.value)
+
+
+@pytest.mark.parametrize("key", list(PATH_FORMING_KEYS))
+def test_ordinary_names_still_pass(key):
+    cfg = default_config()
+    PATH_FORMING_KEYS[key](cfg, "resnet18.a1_in1k" if "backbone" in key or "detector" in key else "ff-c40_v2.1")
+    validate_config(cfg)

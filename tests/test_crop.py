@@ -123,6 +123,34 @@ def detections_table(tmp_path: Path) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=DETECT_COLUMNS)
 
 
+def test_two_media_whose_names_flatten_alike_keep_both_peoples_faces(tmp_path):
+    """real/alice/clip and real/alice__clip are two people; in one shard the second overwrote the
+    first's crops in real__alice__clip, and the split then trained on a face it also tested on."""
+    table = detections_table(tmp_path).iloc[[0, 0]].reset_index(drop=True)
+    table["media_id"] = ["real/alice/clip.png", "real/alice__clip.png"]
+    other = np.zeros((240, 320, 3), np.uint8)
+    other[60:180, 100:220] = 90  # another person: other pixels
+    cv2.imwrite(str(tmp_path / "g.png"), other)
+    table.loc[1, "path"] = str(tmp_path / "g.png")
+    out = crop_faces(table, tmp_path / "faces", margin=0.3, size=64, image_format="png")
+    assert out["face_path"].notna().all() and out["face_path"].nunique() == 2
+    means = [cv2.imread(p).mean() for p in out["face_path"]]
+    assert means[0] > means[1] + 50  # each folder holds its own person's face
+
+
+def test_a_crop_that_cannot_be_written_is_an_error_row_and_the_shard_goes_on(tmp_path):
+    """One media's folder name the file system refuses (the name too long before folders were
+    shortened) removed the whole shard's crops; now its rows carry the error."""
+    table = detections_table(tmp_path).iloc[[0, 0]].reset_index(drop=True)
+    table["media_id"] = ["vid/good.png", "vid/blocked.png"]
+    (tmp_path / "faces").mkdir()
+    (tmp_path / "faces" / media_slug("vid/blocked.png")).write_text("a file where the folder should go")
+    out = crop_faces(table, tmp_path / "faces", margin=0.3, size=64, image_format="png")
+    good, blocked = out.iloc[0], out.iloc[1]
+    assert cv2.imread(good["face_path"]).shape == (64, 64, 3) and good["error"] is None
+    assert blocked["face_path"] is None and "face crop could not be written to" in blocked["error"]
+
+
 def test_crop_faces_writes_crops_and_passes_other_rows_through(tmp_path):
     out = crop_faces(detections_table(tmp_path), tmp_path / "faces", margin=0.3, size=64, image_format="png")
     assert list(out.columns) == CROP_COLUMNS

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 import logging
+import subprocess
+import sys
 from pathlib import Path
 
 import pandas as pd
@@ -316,3 +318,29 @@ def test_folders(tmp_path: Path) -> None:
 def test_folders_only_real(tmp_path: Path) -> None:
     touch(tmp_path, "real/a.png")
     assert datasets.list_media("folders", tmp_path)["label"].tolist() == [0]
+
+
+def test_listed_files_missing_on_disk_are_named_on_the_console(tmp_path: Path, caplog) -> None:
+    part = tmp_path / "dfdc_train_part_0"
+    part.mkdir()
+    entries = {f"gone_{k}.mp4": {"label": "REAL"} for k in range(5)} | {"here.mp4": {"label": "FAKE"}}
+    (part / "metadata.json").write_text(json.dumps(entries))
+    (part / "here.mp4").write_bytes(b"")
+    with caplog.at_level(logging.WARNING, logger="robust_deepfake.console"):
+        datasets.list_media("dfdc", tmp_path)
+    assert [r.getMessage() for r in caplog.records if r.name == "robust_deepfake.console"] == [
+        f"{part}: ignored 5 metadata.json entries without a video on disk, e.g. gone_0.mp4, gone_1.mp4, gone_2.mp4",
+        f"{part}: ignored 1 fakes whose original is not listed (identity = the fake itself)"]
+
+
+def test_console_records_reach_the_terminal_as_well_as_the_job_log(tmp_path: Path) -> None:
+    """A job's stderr goes to its log file: a warning meant for the user must reach the terminal."""
+    script = ("from robust_deepfake.logs import console, log_to_file\n"
+              f"log_to_file({str(tmp_path / 'job.log')!r})\n"
+              "import logging\n"
+              "logging.getLogger('robust_deepfake.x').warning('only in the log')\n"
+              "console.warning('missing: real_0.mp4')\n")
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
+    assert "WARNING (job.log): missing: real_0.mp4" in done.stderr and "only in the log" not in done.stderr
+    log = (tmp_path / "job.log").read_text()
+    assert "missing: real_0.mp4" in log and "only in the log" in log

@@ -133,3 +133,9 @@ def test_listing_fingerprint_is_fast(tmp_path: Path) -> None:
     start = time.perf_counter()
     ingest.listing_fingerprint(tmp_path)
     assert time.perf_counter() - start < 0.5
+
+
+def test_a_dataset_without_real_media_stops_ingest(tmp_path: Path) -> None:
+    make_folders(tmp_path, 0, 3)
+    with pytest.raises(DatasetLayoutError, match="the folders layout found 3 media and none is real \\(label 0\\)"):
+        build(tmp_path)

@@ -78,6 +78,12 @@ def test_predict_usage_errors_name_the_problem(tmp_path, checkpoint):
     assert missing.returncode == 2 and "nothing.mp4: no such file or folder" in missing.stderr
     no_model = predict(str(tmp_path), "--checkpoint", str(tmp_path / "none.pt"))
     assert no_model.returncode == 2 and "detector checkpoint not found" in no_model.stderr
+    folder = predict(str(tmp_path), "--checkpoint", str(tmp_path))
+    assert folder.returncode == 2 and f"{tmp_path}: is a folder; give the detector checkpoint file" in folder.stderr
+    notes = tmp_path / "notes.txt"
+    notes.write_text("not a picture")
+    text = predict(str(notes), "--checkpoint", str(checkpoint))
+    assert text.returncode == 2 and f"{notes}: not an image or video (suffix '.txt'" in text.stderr, text.stderr
 
 
 def test_predict_whole_image_scores_every_frame_without_a_face_crop(shared_data, tmp_path, checkpoint):

@@ -3,7 +3,7 @@ import pytest
 
 from robust_deepfake.manifest import CROP_COLUMNS
 
-from robust_deepfake.stages.split import check_disjoint, identity_groups, split_faces, split_media
+from robust_deepfake.stages.split import SplitError, check_disjoint, identity_groups, split_faces, split_media
 
 
 def ffpp_like(n_ids=60, seed=0):
@@ -107,13 +107,18 @@ def test_a_split_of_few_groups_gives_every_part_both_labels(real_only, fake_only
         assert set(out.loc[out["part"] == part, "label"]) == {0, 1}, (part, out.groupby(["part", "label"]).size())
 
 
-def split_of(media: pd.DataFrame):
+def faces_of(media: pd.DataFrame) -> pd.DataFrame:
+    """A crop manifest of `media`: one face each."""
     faces = media.assign(face_path=[f"/crops/{m}.png" for m in media["media_id"]], frame_idx=0, error=None)
     for column in CROP_COLUMNS:
         if column not in faces:
             faces[column] = None
-    return split_faces(faces, {"A": 0.7, "B": 0.2, "C": 0.1}, seed=0, use_official_test=False,
-                       official_overlap="drop")
+    return faces
+
+
+def split_of(media: pd.DataFrame = None, faces: pd.DataFrame = None):
+    return split_faces(faces_of(media) if faces is None else faces, {"A": 0.7, "B": 0.2, "C": 0.1}, seed=0,
+                       use_official_test=False, official_overlap="drop")
 
 
 def test_the_summary_says_when_a_part_cannot_have_both_labels():
@@ -144,3 +149,36 @@ def test_each_part_keeps_its_own_number_of_evenly_spaced_frames():
     assert all(frames == [0, 15, 30, 45] for frames in per_media["C"])
     counted = summary[summary["part"].isin(["B", "C"])].groupby("part")["faces"].sum()
     assert counted["B"] == 5 * len(per_media["B"]) and counted["C"] == 4 * len(per_media["C"])
+
+
+@pytest.mark.parametrize("real_only, fake_only, both, words", [
+    (0, 4, 0, "the dataset's manifest lists no real media (label 0) at all"),
+    (2, 4, 0, "its real media that kept a face belong to 2 identity group(s), and each of A, B, C needs one"),
+])
+def test_a_part_without_real_media_stops_the_split_saying_why(real_only, fake_only, both, words):
+    """B's reals are what is poisoned and made into fakes, A's train the defences, C's are half of
+    every AUC: a part without them failed later, in a model's training, hours of face detection on."""
+    with pytest.raises(SplitError) as error:
+        split_of(few_groups(real_only, fake_only, both))
+    assert "would hold no real media: " + words in str(error.value)
+
+
+def test_reals_without_a_usable_face_are_named_as_the_cause():
+    faces = faces_of(few_groups(real_only=4, fake_only=4, both=0))
+    faces.loc[faces["label"] == 0, "face_path"] = None
+    faces.loc[faces["label"] == 0, "error"] = ["/d/x.mp4: not a readable video: Invalid data"] * 2 + [None] * 8
+    with pytest.raises(SplitError, match="none of its 10 real media kept a usable face \\(8 no usable face, "
+                                         "2 not a readable video\\)"):
+        split_of(faces=faces)
+
+
+def test_the_split_tells_the_console_what_it_lost(caplog):
+    media = few_groups(real_only=6, fake_only=0, both=3)
+    faces = faces_of(media)
+    faces.loc[[0, 1], ["face_path", "error"]] = [None, "/data/x.mp4: not a readable video: Invalid data"]
+    faces.loc[2, "face_path"] = None
+    with caplog.at_level("WARNING", logger="robust_deepfake.console"):
+        split_of(faces=faces)
+    lines = [r.getMessage() for r in caplog.records if r.name == "robust_deepfake.console"]
+    assert any(f"split: 3 of {media['media_id'].nunique()} media lost before the split (1 no usable face, "
+               "2 not a readable video)" in line for line in lines), lines

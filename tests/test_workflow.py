@@ -6,6 +6,7 @@ params that make a config edit rerun exactly the stale stages, and bad inputs in
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -304,6 +305,35 @@ def test_negative_margin_is_refused_before_any_job(demo_run):
     assert "rule " not in proc.stdout  # nothing was scheduled
 
 
+def test_a_dataset_named_dot_dot_is_refused_and_the_checkout_stays(tmp_path):
+    """`dataset.name: ..` made render_demo's output `resources/..`, the working folder: the first run
+    rendered into it and the next rerun of render_demo deleted it, .git and all."""
+    keep = tmp_path / "Snakefile-of-the-user"
+    keep.write_text("precious")
+    for value in ("..", "."):
+        proc = snakemake(tmp_path, "--cores", "1", "--until", "render_demo", "--config", f"dataset={{name: '{value}'}}",
+                         check=False)
+        assert proc.returncode != 0 and f"config key 'dataset.name': '{value}' is not allowed" in proc.stderr
+        assert executed_jobs(proc) == {}
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name != ".snakemake") == [keep.name]
+    assert keep.read_text() == "precious"
+
+
+def test_a_rule_whose_folder_output_is_the_checkout_stops_the_run(tmp_path):
+    """The schema keeps names inside their folders; this holds for any future rule or key too: a
+    directory() output that resolves to the working folder (Snakemake deletes such an output
+    before rerunning its rule) stops every run before any job."""
+    for folder in ("config", "src", "workflow_scripts"):
+        (tmp_path / folder).symlink_to(REPO / folder)
+    (tmp_path / "Snakefile").write_text(f'include: "{REPO / "Snakefile"}"\n\n\n'
+                                        'rule unsafe:\n    output:\n        directory("resources/.."),\n'
+                                        '    shell:\n        "true"\n\n\ncheck_directory_outputs()\n')
+    proc = subprocess.run(SNAKEMAKE + ["-n", "--cores", "1"], cwd=tmp_path, capture_output=True, text=True,
+                          timeout=300)
+    assert proc.returncode != 0
+    assert f"rule unsafe: output resources/.. is {tmp_path} or a folder above it" in proc.stdout + proc.stderr
+
+
 @pytest.fixture(scope="module")
 def messy_dataset(tmp_path_factory) -> Path:
     """A folders-layout dataset of good demo media plus every kind of bad input the issue names."""
@@ -321,7 +351,35 @@ def messy_dataset(tmp_path_factory) -> Path:
     blank = np.full((240, 320, 3), 90, np.uint8)
     cv2.putText(blank, "no face here", (20, 120), cv2.FONT_HERSHEY_SIMPLEX, 1.0, (255, 255, 255), 2)
     cv2.imwrite(str(bad / "no_face.png"), blank)
+    (bad / "zero_bytes.mp4").write_bytes(b"")
+    write_audio_only(bad / "audio_only.mp4")
+    # two people whose names flatten alike (real__alice__clip.mp4), and a name over 255 bytes flattened
+    clips = sorted((root / "real").glob("*/clip*.mp4"))
+    (root / "real" / "alice").mkdir()
+    shutil.copy(clips[1], root / "real" / "alice" / "clip.mp4")
+    shutil.copy(clips[2], root / "real" / "alice__clip.mp4")
+    (root / "real" / LONG_FOLDER).mkdir()
+    shutil.copy(clips[3], root / "real" / LONG_FOLDER / LONG_FILE)
     return root
+
+
+LONG_FOLDER, LONG_FILE = "p" * 200, "v" * 196 + ".mp4"
+
+
+def write_audio_only(path: Path) -> None:
+    """An mp4 holding sound and no picture."""
+    import av
+
+    with av.open(str(path), "w") as out:
+        stream = out.add_stream("aac", rate=16000)
+        stream.layout = "mono"
+        for k in range(10):
+            frame = av.AudioFrame.from_ndarray(np.zeros((1, 1024), np.float32), format="fltp", layout="mono")
+            frame.sample_rate, frame.pts = 16000, k * 1024
+            for packet in stream.encode(frame):
+                out.mux(packet)
+        for packet in stream.encode(None):
+            out.mux(packet)
 
 
 def test_bad_inputs_are_reported_and_the_run_completes(messy_dataset, tmp_path):
@@ -332,16 +390,25 @@ def test_bad_inputs_are_reported_and_the_run_completes(messy_dataset, tmp_path):
     crops = read_manifests(sorted((results / "crops").glob("*.parquet")))
     errors = crops.groupby("media_id")["error"].first()
     for name, words in {"truncated.mp4": "not a readable video", "not_a_video.mp4": "not a readable video",
-                        "unreadable.png": "unreadable image", "no_face.png": "no face above confidence"}.items():
+                        "unreadable.png": "unreadable image", "no_face.png": "no face above confidence",
+                        "zero_bytes.mp4": "not a readable video", "audio_only.mp4": "no video stream"}.items():
         msg = errors[f"real/zz_bad/{name}"]
         assert isinstance(msg, str) and words in msg, (name, msg)
         if name != "no_face.png":  # the no-face text is per frame; its row and log name the media
             assert name in msg
     summary = pd.read_csv(results / "split" / "summary.tsv", sep="\t")
     lost = dict(zip(summary["part"], summary["media"]))
-    assert lost["lost: not a readable video"] == 2 and lost["lost: no face above confidence 0.9"] == 1
+    assert lost["lost: not a readable video"] == 3 and lost["lost: no face above confidence 0.9"] == 1
+    assert lost["lost: no video stream"] == 1
     good = crops[~crops["media_id"].str.contains("zz_bad")]
     assert good["face_path"].notna().mean() >= 0.9
+    # every good media has its faces, each in a folder of its own, all of them in the split
+    assert good.groupby("media_id")["face_path"].count().min() > 0
+    assert good["face_path"].dropna().is_unique
+    for media_id in ("real/alice/clip.mp4", "real/alice__clip.mp4", f"real/{LONG_FOLDER}/{LONG_FILE}"):
+        paths = good.loc[good["media_id"] == media_id, "face_path"].dropna()
+        assert len(paths) and all((tmp_path / p).is_file() for p in paths), media_id
+    assert {len(Path(p).parent.name.encode()) for p in good["face_path"].dropna()} <= set(range(256))
     split = read_manifests([results / "split" / f"{p}.parquet" for p in "ABC"])
     assert not split["media_id"].str.contains("zz_bad").any()
     assert split["media_id"].nunique() == good["media_id"].nunique()
@@ -429,6 +496,54 @@ def test_the_faceforensics_preset_as_shipped_runs_the_shared_tree_to_the_split(s
     # what a run leaves besides the crops is manifests: no full-frame copies (issue 18's goal, 1.5x)
     written, crops = (sum(f.stat().st_size for f in d.rglob("*") if f.is_file()) for d in (results, results / "crops"))
     assert written <= 1.5 * crops, (written, crops)
+
+
+def dfdc_tree(root: Path, shared_data: Path, entries: dict[str, dict]) -> Path:
+    """A DFDC training part: `entries` is its metadata.json; the entries with a `video` key get
+    that shared video on disk (a link), the others are listed but missing, as in a partial download."""
+    part = root / "dfdc_train_part_0"
+    part.mkdir(parents=True)
+    for name, entry in entries.items():
+        if "video" in entry:
+            (part / name).symlink_to(shared_data / "real_videos" / entry.pop("video"))
+    (part / "metadata.json").write_text(json.dumps(entries))
+    return root
+
+
+@pytest.mark.shared_data
+def test_a_dfdc_tree_without_real_media_stops_before_any_model_is_trained(shared_data, tmp_path):
+    """Every present video FAKE, the REAL ones listed but missing: ingest, face detection, the split
+    and poisoning used to pass, and train_generator failed hours later. Now ingest stops, and the
+    console names the missing files."""
+    missing = {f"real_{k}.mp4": {"label": "REAL", "split": "train"} for k in range(5)}
+    present = {f"fake_{k}.mp4": {"label": "FAKE", "original": f"real_{k}.mp4", "split": "train", "video": video}
+               for k, video in enumerate(["WDA_KatieHill_000.mp4", "WDA_AlexandriaOcasioCortez_000.mp4"])}
+    root = dfdc_tree(tmp_path / "dfdc", shared_data, {**missing, **present})
+    preset = str(REPO / "config" / "presets" / "dfdc.yaml")
+    proc = snakemake(tmp_path / "run", "--cores", "2", "--config", f"dataset_root={root}", configs=[preset], check=False)
+    assert proc.returncode != 0
+    assert "found 2 media and none is real (label 0)" in proc.stderr
+    assert ("ignored 5 metadata.json entries without a video on disk, e.g. real_0.mp4, real_1.mp4, real_2.mp4"
+            in proc.stderr)
+    assert executed_jobs(proc) == {} and not (tmp_path / "run" / "results" / "dfdc" / "generators").exists()
+
+
+@pytest.mark.shared_data
+def test_a_part_left_without_real_media_stops_the_split(shared_data, tmp_path):
+    """Two real people cannot give A, B and C one each: the split says so instead of handing a part
+    without reals to poisoning and training."""
+    videos = ["WDA_KatieHill_000.mp4", "WDA_AlexandriaOcasioCortez_000.mp4"]
+    entries = {f"real_{k}.mp4": {"label": "REAL", "split": "train", "video": v} for k, v in enumerate(videos)}
+    entries |= {f"fake_{k}.mp4": {"label": "FAKE", "original": f"real_{k}.mp4", "split": "train", "video": v}
+                for k, v in enumerate(videos)}
+    root = dfdc_tree(tmp_path / "dfdc", shared_data, entries)
+    preset = str(REPO / "config" / "presets" / "dfdc.yaml")
+    proc = snakemake(tmp_path / "run", "--cores", "2", "--config", f"dataset_root={root}", "frames={per_video: 3}",
+                     configs=[preset], check=False)
+    assert proc.returncode != 0
+    assert "would hold no real media: its real media that kept a face belong to 2 identity group(s)" in proc.stderr
+    assert "split" not in executed_jobs(proc) and "ingest" in executed_jobs(proc)
+    assert not (tmp_path / "run" / "results" / "dfdc" / "split" / "B.parquet").exists()
 
 
 def test_predicts_default_checkpoint_is_what_the_default_config_trains(tmp_path):

@@ -22,6 +22,7 @@ def atomic_path(path: str | Path):
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=f".tmp{path.suffix}", dir=path.parent)
     os.close(fd)
+    free_before = _free_bytes(path.parent)
     try:
         yield Path(tmp)
         os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; outputs get the usual permissions
@@ -31,19 +32,33 @@ def atomic_path(path: str | Path):
         if os.path.exists(tmp):
             os.unlink(tmp)
         if full:
-            raise OSError(errno.ENOSPC, f"No space left on device ({shutil.disk_usage(path.parent).free} bytes "
-                                        f"free in {path.parent} after the failed write)", str(path)) from exc
+            raise OSError(errno.ENOSPC, f"No space left on device ({readable_size(free_before)} free in {path.parent} "
+                                        f"when the write began, {readable_size(_free_bytes(path.parent))} now that "
+                                        "the partial file is removed)", str(path)) from exc
         raise
+
+
+def _free_bytes(folder: Path) -> int | None:
+    """Free bytes for this user in `folder`'s file system; None where it cannot be asked."""
+    try:
+        return shutil.disk_usage(folder).free
+    except OSError:
+        return None
+
+
+def readable_size(count: int | None) -> str:
+    """Bytes as a person reads them (kB below a megabyte: a near-full disk must not read "0.0 MB")."""
+    if count is None:
+        return "an unknown amount"
+    return f"{count / 1e3:.0f} kB" if count < 1e6 else f"{count / 1e6:.1f} MB"
 
 
 def _disk_full(exc: Exception, folder: Path) -> bool:
     """Whether a failed write failed for want of space (checked before its partial file goes)."""
     if getattr(exc, "errno", None) == errno.ENOSPC:
         return True
-    try:
-        return shutil.disk_usage(folder).free < FULL_DISK_BYTES
-    except OSError:
-        return False
+    free = _free_bytes(folder)
+    return free is not None and free < FULL_DISK_BYTES
 
 
 def _umask() -> int:

@@ -21,10 +21,13 @@ rerun of it happens because something changed, so it must not resume either.
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import logging
+import pickletools
 import re
 import shutil
+import zipfile
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
@@ -40,30 +43,65 @@ class CheckpointError(ValueError):
     """A checkpoint file that cannot be used; the message names the file and the problem."""
 
 
-def _why_unreadable(exc: BaseException) -> str:
+def _why_unreadable(exc: BaseException, path: Path) -> str:
     """torch's reason for refusing a file, without its advice to turn safe loading off."""
     text = str(exc)
-    refused = re.search(r"Unsupported global: GLOBAL (\S+)", text)
-    if refused:
-        return (f"it holds a Python object of type {refused.group(1)}, which safe loading refuses because "
-                "loading it could run code; only tensors and plain containers are accepted (re-save the "
-                "weights as a state dict)")
+    # torch's wording for a pickled callable (os.system, a class) changed between releases; a pickle
+    # of protocol 4 or 5 stops torch's safe unpickler at an opcode before it reaches any callable
+    named = re.search(r"(?:Unsupported global: GLOBAL|unsupported GLOBAL) ([\w.]+)", text)
+    callables = [named.group(1)] if named else [c for c in pickled_callables(path) if not c.startswith(SAFE_MODULES)]
+    if callables:
+        return (f"it holds objects that loading would execute (it calls {callables[0]}), so it was refused and "
+                "nothing in it ran; only tensors and plain containers are accepted (if you made this file, "
+                "re-save the weights as a state dict)")
     if "zip archive" in text or "central directory" in text:
         return "the file is corrupt or truncated (its zip archive cannot be read)"
     # unpickling garbage fails in many ways (UnpicklingError, EOFError, IndexError...): one cause
     return "it is not a torch checkpoint (corrupt, truncated or another kind of file)"
 
 
+# the modules whose functions a torch checkpoint of tensors and plain containers calls when loaded
+SAFE_MODULES = ("torch.", "collections.OrderedDict", "_codecs.encode")
+
+
+def pickled_callables(path: Path) -> list[str]:
+    """The callables the pickles in `path` name (`module.name`), read opcode by opcode without
+    unpickling anything: what loading the file would call. For a zip checkpoint, its data.pkl."""
+    try:
+        if zipfile.is_zipfile(path):
+            with zipfile.ZipFile(path) as archive:
+                data = archive.read(next(n for n in archive.namelist() if n.endswith("/data.pkl")))
+        else:
+            data = path.read_bytes()
+    except (OSError, StopIteration, zipfile.BadZipFile, KeyError):
+        return []
+    stream, names, strings = io.BytesIO(data), [], []
+    while stream.tell() < len(data):  # a legacy checkpoint holds several pickles, then raw bytes
+        try:
+            for opcode, arg, _ in pickletools.genops(stream):
+                if opcode.name == "GLOBAL":
+                    names.append(arg.replace(" ", "."))
+                elif opcode.name == "STACK_GLOBAL" and len(strings) >= 2:
+                    names.append(".".join(strings[-2:]))
+                elif isinstance(arg, str):
+                    strings.append(arg)
+        except (ValueError, EOFError):  # the raw bytes after the pickles, or not a pickle at all
+            break
+    return names
+
+
 def load_checkpoint(path: str | Path, device: str | torch.device = "cpu", what: str = "checkpoint"):
     """The object saved at `path`, loaded safely onto `device`; `what` names the kind of file in
     errors (e.g. "face swap checkpoint")."""
     path = Path(path)
+    if path.is_dir():
+        raise CheckpointError(f"{what} {path} is a folder; give the checkpoint file inside it (model.pt)")
     if not path.is_file():
         raise FileNotFoundError(f"{what} not found: {path}")
     try:
         return torch.load(path, map_location=device, weights_only=True)
     except Exception as exc:  # torch raises UnpicklingError, RuntimeError, EOFError... for bad files
-        raise CheckpointError(f"{what} {path} cannot be read: {_why_unreadable(exc)}") from None
+        raise CheckpointError(f"{what} {path} cannot be read: {_why_unreadable(exc, path)}") from None
 
 
 def read_payload(path: str | Path, fmt: str, version: int, what: str, device: str | torch.device = "cpu") -> dict:
@@ -78,9 +116,12 @@ def read_payload(path: str | Path, fmt: str, version: int, what: str, device: st
 
 
 def save_checkpoint(payload, path: str | Path) -> None:
-    """torch.save, atomically: a job killed mid-write leaves the previous file or none."""
-    with atomic_path(path) as tmp:
-        torch.save(payload, tmp)
+    """torch.save, atomically: a job killed mid-write leaves the previous file or none. torch names
+    the records inside the zip after the file it is given, and the temporary file's name is random;
+    saving through an open handle gives the records torch's fixed name, so the same weights give
+    the same bytes on every run and runs can be compared by hash."""
+    with atomic_path(path) as tmp, open(tmp, "wb") as handle:
+        torch.save(payload, handle)
 
 
 def resumable_state(path: str | Path, read: Callable[[Path], dict], what: str) -> dict | None:

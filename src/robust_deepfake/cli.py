@@ -58,6 +58,9 @@ def predict(args: argparse.Namespace) -> int:
 
     try:
         files = media_files(args.path)
+        if args.checkpoint.is_dir():
+            raise ValueError(f"{args.checkpoint}: is a folder; give the detector checkpoint file inside it "
+                             "(results/<dataset>/detectors/.../model.pt)")
         if not args.checkpoint.is_file():
             raise FileNotFoundError(f"{args.checkpoint}: detector checkpoint not found (train one with snakemake, "
                                     "or pass --checkpoint results/<dataset>/detectors/.../model.pt)")

@@ -64,6 +64,8 @@ def _dotted(path) -> str:
 def _describe_allowed(error: jsonschema.ValidationError) -> str:
     """Say what the key may be, in the words a user edits the YAML with."""
     schema = error.schema if isinstance(error.schema, dict) else {}
+    if error.validator == "pattern":  # the folder and model names: say the rule, not the regex
+        return schema.get("description") or f"pattern {schema['pattern']}"
     if "enum" in schema:
         return "allowed values: " + ", ".join(repr(v) for v in schema["enum"])
     bounds = []
@@ -254,7 +256,8 @@ def validate_config(config: dict, schema_path: str | Path = SCHEMA_PATH) -> dict
     problems = []
     for error in sorted(validator.iter_errors(config), key=lambda e: list(map(str, e.absolute_path))):
         allowed = _describe_allowed(error)
-        line = f"config key '{_dotted(error.absolute_path)}': {error.message}"
+        message = f"{error.instance!r} is not allowed" if error.validator == "pattern" else error.message
+        line = f"config key '{_dotted(error.absolute_path)}': {message}"
         problems.append(line + (f" ({allowed})" if allowed else ""))
     if problems:
         raise ConfigError("invalid configuration:\n  " + "\n  ".join(problems))

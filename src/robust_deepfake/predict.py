@@ -59,6 +59,9 @@ def media_files(path: str | Path) -> list[Path]:
     if not path.exists():
         raise FileNotFoundError(f"{path}: no such file or folder")
     if path.is_file():
+        if path.suffix.lower() not in IMAGE_SUFFIXES | VIDEO_SUFFIXES:
+            raise ValueError(f"{path}: not an image or video (suffix {path.suffix or 'none'!r}; images: "
+                             f"{', '.join(sorted(IMAGE_SUFFIXES))}; videos: {', '.join(sorted(VIDEO_SUFFIXES))})")
         return [path]
     return sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES | VIDEO_SUFFIXES)
 

@@ -9,12 +9,13 @@ list files and read the dataset's own label/split files; they never decode media
 from __future__ import annotations
 
 import inspect
-import logging
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
 import pandas as pd
+
+from robust_deepfake.logs import console
 
 ADAPTER_COLUMNS = ["media_id", "path", "kind", "label", "method", "source_id", "target_id",
                    "identity", "official_split"]
@@ -23,6 +24,8 @@ VIDEO_SUFFIXES = {".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpe
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
 
 SPLITS = ("train", "val", "test")
+# how many names a warning about missing or ignored files gives
+EXAMPLES = 3
 
 
 class DatasetLayoutError(ValueError):
@@ -98,10 +101,14 @@ def require_dir(root: Path, rel: str, layout: str) -> Path:
     return folder
 
 
-def warn_ignored(logger: logging.Logger, count: int, what: str, where: Path | str) -> None:
-    """One warning with a count instead of one per file: a stray file must not flood the log."""
+def warn_ignored(count: int, what: str, where: Path | str, examples: Iterable[str] = ()) -> None:
+    """One console warning with a count and the first few names instead of one line per file: a
+    stray file must not flood the log, and a user must see on the console, not only in the log,
+    that listed media are missing, and which."""
     if count:
-        logger.warning("%s: ignored %d %s", where, count, what)
+        named = sorted(examples)[:EXAMPLES]
+        more = f", e.g. {', '.join(named)}" if named else ""
+        console.warning("%s: ignored %d %s%s", where, count, what, more)
 
 
 def adapter_frame(rows: list[dict], root: Path, extra_columns: list[str] | None = None) -> pd.DataFrame:

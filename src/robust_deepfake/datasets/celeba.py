@@ -13,7 +13,6 @@ makes naive readers shift every column by one, so the header is read on its own.
 
 from __future__ import annotations
 
-import logging
 from pathlib import Path
 
 import pandas as pd
@@ -21,8 +20,7 @@ import pandas as pd
 from robust_deepfake.datasets import (DatasetLayoutError, adapter_frame, media_path, require_dir, scan_media,
                                       warn_ignored)
 from robust_deepfake.manifest import ATTR_PREFIX
-
-log = logging.getLogger(__name__)
+from robust_deepfake.logs import console
 
 IMAGES = "img_align_celeba"
 ATTRIBUTES = "list_attr_celeba.txt"
@@ -36,13 +34,13 @@ def list_media(root: Path) -> pd.DataFrame:
     images = _images_by_name(require_dir(root, IMAGES, "celeba"))
     attrs = _read_attributes(root / ATTRIBUTES)
     listed = attrs.index.isin(list(images))
-    warn_ignored(log, int((~listed).sum()), f"{ATTRIBUTES} rows without an image", root / IMAGES)
-    warn_ignored(log, len(set(images) - set(attrs.index)), f"images not listed in {ATTRIBUTES}", root / IMAGES)
+    warn_ignored(int((~listed).sum()), f"{ATTRIBUTES} rows without an image", root / IMAGES)
+    warn_ignored(len(set(images) - set(attrs.index)), f"images not listed in {ATTRIBUTES}", root / IMAGES)
     attrs = attrs[listed]
     identities = _read_pairs(root / IDENTITIES)
     if identities is None:
-        log.warning("%s: %s not found; identity = image name, so the split cannot keep one person's "
-                    "images on one side", root, IDENTITIES)
+        console.warning("%s: %s not found; identity = image name, so the split cannot keep one person's "
+                        "images on one side", root, IDENTITIES)
     splits = _read_pairs(root / PARTITION)
     rows = [_row(root, images[name], name, identities, splits) for name in attrs.index]
     df = adapter_frame(rows, root)
@@ -63,7 +61,7 @@ def _images_by_name(folder: Path) -> dict[str, str]:
             raise DatasetLayoutError(f"{folder}: image name {name} occurs twice ({images[name]}, {IMAGES}/{rel})")
         else:
             images[name] = f"{IMAGES}/{rel}"
-    warn_ignored(log, other, "files that are not images", folder)
+    warn_ignored(other, "files that are not images", folder)
     return images
 
 

@@ -13,15 +13,13 @@ shown is the target's.
 
 from __future__ import annotations
 
-import logging
 from pathlib import Path
 
 import pandas as pd
 
 from robust_deepfake.datasets import (DatasetLayoutError, adapter_frame, file_stem, media_path, require_dir,
                                       scan_media, warn_ignored)
-
-log = logging.getLogger(__name__)
+from robust_deepfake.logs import console
 
 TEST_LIST = "List_of_testing_videos.txt"
 METHOD = "Celeb-synthesis"
@@ -55,7 +53,7 @@ def _real_rows(root: Path) -> list[dict]:
                     continue
                 identity = person
             rows.append(_row(root, f"{name}/{rel}", kind, 0, "real", None, None, identity))
-        warn_ignored(log, skipped, "files that are not Celeb-DF real videos", root / name)
+        warn_ignored(skipped, "files that are not Celeb-DF real videos", root / name)
     return rows
 
 
@@ -70,7 +68,7 @@ def _fake_rows(root: Path) -> list[dict]:
             continue
         target, source, _number = parts
         rows.append(_row(root, f"{METHOD}/{rel}", kind, 1, METHOD, source, target, target))
-    warn_ignored(log, skipped, "files not named idT_idS_NNNN", folder)
+    warn_ignored(skipped, "files not named idT_idS_NNNN", folder)
     return rows
 
 
@@ -85,9 +83,9 @@ def _read_test_list(root: Path, labels: dict[str, int]) -> set[str] | None:
     inverted: 1 means real), or None when the dataset has no list."""
     path = root / TEST_LIST
     if not path.is_file():
-        log.warning("%s: %s not found; official_split stays empty", root, TEST_LIST)
+        console.warning("%s: %s not found; official_split stays empty", root, TEST_LIST)
         return None
-    test, absent = set(), 0
+    test, absent = set(), []
     for number, line in enumerate(path.read_text().splitlines(), start=1):
         fields = line.split()
         if not fields:
@@ -96,10 +94,10 @@ def _read_test_list(root: Path, labels: dict[str, int]) -> set[str] | None:
             raise DatasetLayoutError(f"{path}:{number}: expected '<1 real|0 fake> <path>', got {line!r}")
         media_id = fields[1]
         if media_id not in labels:
-            absent += 1
+            absent.append(media_id)
             continue
         if labels[media_id] != 1 - int(fields[0]):
             raise DatasetLayoutError(f"{path}:{number}: label {fields[0]} contradicts the folder of {media_id}")
         test.add(media_id)
-    warn_ignored(log, absent, "listed test videos that are not on disk", path)
+    warn_ignored(len(absent), "listed test videos that are not on disk", path, absent)
     return test

@@ -10,7 +10,6 @@ wiki image's media id. Suffixes may differ between folders, so names are matched
 
 from __future__ import annotations
 
-import logging
 import os
 from pathlib import Path
 
@@ -18,8 +17,6 @@ import pandas as pd
 
 from robust_deepfake.datasets import (DatasetLayoutError, adapter_frame, media_path, require_dir, scan_media,
                                       warn_ignored)
-
-log = logging.getLogger(__name__)
 
 REAL = "wiki"
 FAKE_METHODS = ("inpainting", "insight", "text2img")
@@ -39,7 +36,7 @@ def list_media(root: Path) -> pd.DataFrame:
         key = _strip_suffix(rel)
         real_ids[key] = f"{REAL}/{rel}"
         rows.append(_row(root, f"{REAL}/{rel}", kind, 0, "real", None, key))
-    warn_ignored(log, other, "files that are not media", wiki)
+    warn_ignored(other, "files that are not media", wiki)
     for method in methods:
         media, other = scan_media(root / method)
         unmatched = 0
@@ -48,8 +45,8 @@ def list_media(root: Path) -> pd.DataFrame:
             if key not in real_ids:
                 unmatched += 1
             rows.append(_row(root, f"{method}/{rel}", kind, 1, method, real_ids.get(key), key))
-        warn_ignored(log, other, "files that are not media", root / method)
-        warn_ignored(log, unmatched, "fakes without a wiki image of the same name (no source_id)", root / method)
+        warn_ignored(other, "files that are not media", root / method)
+        warn_ignored(unmatched, "fakes without a wiki image of the same name (no source_id)", root / method)
     return adapter_frame(rows, root)
 
 

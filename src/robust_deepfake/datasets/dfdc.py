@@ -17,15 +17,12 @@ from __future__ import annotations
 
 import csv
 import json
-import logging
 from pathlib import Path
 
 import pandas as pd
 
 from robust_deepfake.datasets import (SPLITS, DatasetLayoutError, adapter_frame, media_kind, media_path, scan_media,
                                       warn_ignored)
-
-log = logging.getLogger(__name__)
 
 PART_GLOB = "dfdc_train_part_*"
 METHOD = "dfdc"
@@ -70,10 +67,10 @@ def _train_rows(root: Path, metadata: dict[str, dict[str, dict]]) -> list[dict]:
     rows = []
     for part, entries in sorted(metadata.items()):
         on_disk = {rel for rel, _kind in scan_media(root / part)[0]}
-        absent = orphans = 0
+        absent, orphans = [], 0
         for name, entry in sorted(entries.items()):
             if name not in on_disk:
-                absent += 1
+                absent.append(name)
                 continue
             media_id = f"{part}/{name}"
             label = LABELS[entry["label"]]
@@ -87,9 +84,9 @@ def _train_rows(root: Path, metadata: dict[str, dict[str, dict]]) -> list[dict]:
             rows.append(_row(root, media_id, label, target_id, target_id or media_id,
                              split if split in SPLITS else None))
         folder = root / part
-        warn_ignored(log, absent, "metadata.json entries without a video on disk", folder)
-        warn_ignored(log, len(on_disk - set(entries)), "videos not listed in metadata.json", folder)
-        warn_ignored(log, orphans, "fakes whose original is not listed (identity = the fake itself)", folder)
+        warn_ignored(len(absent), "metadata.json entries without a video on disk", folder, absent)
+        warn_ignored(len(on_disk - set(entries)), "videos not listed in metadata.json", folder)
+        warn_ignored(orphans, "fakes whose original is not listed (identity = the fake itself)", folder)
     return rows
 
 
@@ -101,16 +98,16 @@ def _test_rows(root: Path, folder: Path) -> list[dict]:
         if not {"filename", "label"} <= set(reader.fieldnames or []):
             raise DatasetLayoutError(f"{path}: expected columns filename,label; found {reader.fieldnames}")
         entries = sorted((r["filename"], r["label"]) for r in reader)
-    rows, absent = [], 0
+    rows, absent = [], []
     for name, value in entries:
         if value not in ("0", "1"):
             raise DatasetLayoutError(f"{path}: label of {name!r} is {value!r}, expected 0 (real) or 1 (fake)")
         if media_kind(name) is None or not (folder / name).is_file():
-            absent += 1
+            absent.append(name)
             continue
         media_id = (folder / name).relative_to(root).as_posix()
         rows.append(_row(root, media_id, int(value), None, media_id, "test"))
-    warn_ignored(log, absent, "labels.csv rows without a video on disk", path)
+    warn_ignored(len(absent), "labels.csv rows without a video on disk", path, absent)
     return rows
 
 

@@ -21,6 +21,7 @@ import pandas as pd
 
 from robust_deepfake.datasets import (SPLITS, DatasetLayoutError, adapter_frame, file_stem, media_path, require_dir,
                                       scan_media, warn_ignored)
+from robust_deepfake.logs import console
 
 log = logging.getLogger(__name__)
 
@@ -68,7 +69,7 @@ def _named_media(folder: Path, parse_stem, what_else: str) -> list[tuple[str, st
             skipped += 1
         else:
             named.append((rel, kind, parsed))
-    warn_ignored(log, skipped, what_else, folder)
+    warn_ignored(skipped, what_else, folder)
     return named
 
 
@@ -86,7 +87,7 @@ def _fake_rows(root: Path, compression: str, methods: list[str] | tuple[str, ...
     on_disk = sorted(p.name for p in manipulated.iterdir() if (p / compression / "videos").is_dir())
     missing = sorted(set(methods) - set(on_disk))
     if missing:
-        log.warning("%s: requested methods not found at compression %s: %s", manipulated, compression, missing)
+        console.warning("%s: requested methods not found at compression %s: %s", manipulated, compression, missing)
     unused = sorted(set(on_disk) - set(methods))
     if unused:
         log.info("%s: methods on disk but not requested, skipped: %s", manipulated, unused)

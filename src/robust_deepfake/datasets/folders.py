@@ -13,14 +13,12 @@ a single person to the identity-disjoint split; the person is the next folder, i
 
 from __future__ import annotations
 
-import logging
 from pathlib import Path
 
 import pandas as pd
 
 from robust_deepfake.datasets import DatasetLayoutError, adapter_frame, file_stem, media_path, scan_media, warn_ignored
-
-log = logging.getLogger(__name__)
+from robust_deepfake.logs import console
 
 FOLDERS = {"real": 0, "fake": 1}
 
@@ -32,7 +30,7 @@ def list_media(root: Path) -> pd.DataFrame:
         raise DatasetLayoutError(f"{root}: expected folder real/ or fake/ of the folders layout; neither exists")
     others = sorted(p.name for p in root.iterdir() if p.name not in FOLDERS and not p.name.startswith("."))
     if others:
-        log.warning("%s: ignored %d entries beside real/ and fake/ (first: %s)", root, len(others), others[:5])
+        console.warning("%s: ignored %d entries beside real/ and fake/ (first: %s)", root, len(others), others[:5])
     rows = []
     for name in present:
         media, other = scan_media(root / name)
@@ -41,7 +39,7 @@ def list_media(root: Path) -> pd.DataFrame:
             rows.append({"media_id": f"{name}/{rel}", "path": media_path(root, f"{name}/{rel}"), "kind": kind,
                          "label": FOLDERS[name], "method": method, "source_id": None, "target_id": None,
                          "identity": identity, "official_split": None})
-        warn_ignored(log, other, "files that are not videos or images", root / name)
+        warn_ignored(other, "files that are not videos or images", root / name)
     return adapter_frame(rows, root)
 
 

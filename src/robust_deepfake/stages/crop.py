@@ -8,6 +8,7 @@ between the stages), only those that hold a face, by the same reader as detectio
 
 from __future__ import annotations
 
+import errno
 import logging
 import time
 from pathlib import Path
@@ -20,7 +21,7 @@ from robust_deepfake.atomic import write_image
 from robust_deepfake.faces.cropping import crop_face
 from robust_deepfake.images import MediaError
 from robust_deepfake.manifest import ATTR_PREFIX, CROP_COLUMNS, DETECT_COLUMNS, require_columns
-from robust_deepfake.paths import item_path
+from robust_deepfake.paths import check_distinct_folders, item_path
 from robust_deepfake.video import decode_ahead, media_frames
 
 log = logging.getLogger(__name__)
@@ -31,12 +32,14 @@ def crop_faces(detections: pd.DataFrame, out_dir: Path, margin: float, size: int
     """Write a crop for every row with a face and add crop_box, crop_landmarks and face_path.
 
     Rows without a face pass through with null crop columns. A frame that can no longer be decoded
-    keeps has_face (it describes the detection) but gets an `error` and no crop. `out_dir` is
+    keeps has_face (it describes the detection) but gets an `error` and no crop, and so does a
+    crop the file system will not take (one medium's error rows, never a lost shard). `out_dir` is
     created even when no row has a face, since the workflow declares it as an output. The next
     media is decoded (with `threads` FFmpeg threads) while the current one's crops are cut and
     written. The log ends with the seconds spent decoding, cropping, writing and waiting."""
     require_columns(detections, DETECT_COLUMNS, "crop_faces")
     Path(out_dir).mkdir(parents=True, exist_ok=True)
+    check_distinct_folders(detections["media_id"])
     out = detections.reset_index(drop=True).copy()
     n = len(out)
     errors = [e if isinstance(e, str) else None for e in out["error"]]
@@ -73,8 +76,16 @@ def crop_faces(detections: pd.DataFrame, out_dir: Path, margin: float, size: int
             path = item_path(out_dir, media_id, idx, image_format)
             seconds["crop"] += time.perf_counter() - start
             start = time.perf_counter()
-            write_image(path, crop)
-            seconds["write"] += time.perf_counter() - start
+            try:
+                write_image(path, crop)
+            except OSError as e:  # this media's name or folder: its rows say so, the shard goes on
+                if e.errno == errno.ENOSPC:
+                    raise
+                errors[i] = f"face crop could not be written to {path}: {e.strerror or e}"
+                log.warning("%s: %s", media_id, errors[i])
+                continue
+            finally:
+                seconds["write"] += time.perf_counter() - start
             crop_boxes[i] = np.asarray(box, dtype=np.int32)
             crop_landmarks[i] = points
             face_paths[i] = str(path)

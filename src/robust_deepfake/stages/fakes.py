@@ -23,7 +23,7 @@ from robust_deepfake.generators.face_mask import landmark_face_mask
 from robust_deepfake.images import read_image
 from robust_deepfake.tensors import bgr_to_signed, signed_to_rgb
 from robust_deepfake.generators.landmark_swap import LandmarkSwapGenerator
-from robust_deepfake.paths import item_path
+from robust_deepfake.paths import check_distinct_folders, item_path
 from robust_deepfake.registry import GENERATORS
 from robust_deepfake.generators.base import FaceGenerator, for_faces
 from robust_deepfake.generators.faceswap_ae import blend_swap
@@ -139,6 +139,7 @@ def generate_fakes(reals: pd.DataFrame, name: str, out_dir: str | Path, *, per_f
     if name not in GENERATORS:
         raise ValueError(f"unknown generator {name!r}; known: {list(GENERATORS)}")
     reals = reals.reset_index(drop=True)
+    check_distinct_folders(reals["media_id"])
     trained = GENERATORS[name].trained
     conditions = list(generator.conditions()) if trained else None
     plan = plan_fakes(reals, conditions, per_face, seed)

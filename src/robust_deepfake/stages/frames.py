@@ -17,7 +17,7 @@ from tqdm import tqdm
 
 from robust_deepfake.atomic import write_image
 from robust_deepfake.manifest import ATTR_PREFIX, MEDIA_COLUMNS, frames_table, require_columns
-from robust_deepfake.paths import item_path
+from robust_deepfake.paths import check_distinct_folders, item_path
 from robust_deepfake.video import sampled_frames
 
 log = logging.getLogger(__name__)
@@ -34,6 +34,7 @@ def save_frames(media: pd.DataFrame, out_dir: str | Path, sample: Callable[[int]
     if image_format not in IMAGE_FORMATS:
         raise ValueError(f"image_format must be one of {IMAGE_FORMATS}, got {image_format!r}")
     sample(1)  # reject a bad sampling config before any media is read
+    check_distinct_folders(media["media_id"])
     Path(out_dir).mkdir(parents=True, exist_ok=True)  # a declared output, also for a shard without media
     carried = MEDIA_COLUMNS + [c for c in media.columns if c.startswith(ATTR_PREFIX)]
     rows = []

@@ -32,6 +32,11 @@ def build_media_table(layout: str, root: str | Path, dataset: str, max_shards: i
     df = datasets.list_media(layout, root, **layout_options)
     if df.empty:
         raise datasets.DatasetLayoutError(f"{root}: the {layout} layout found no media")
+    if not (df["label"] == 0).any():
+        raise datasets.DatasetLayoutError(
+            f"{root}: the {layout} layout found {len(df)} media and none is real (label 0): the pipeline poisons, "
+            "purifies and makes fakes from real faces, so it cannot run; check that the real files listed by the "
+            "dataset exist on disk (the warnings above name missing ones)")
     duplicated = df["media_id"][df["media_id"].duplicated()]
     if len(duplicated):
         raise ValueError(f"{root}: {len(duplicated)} duplicate media ids, e.g. {sorted(duplicated)[:3]}")

@@ -37,7 +37,7 @@ from robust_deepfake.generators.base import FaceGenerator, for_faces
 from robust_deepfake.images import read_images
 from robust_deepfake.tensors import bgr_to_signed
 from robust_deepfake.manifest import require_columns
-from robust_deepfake.paths import item_path
+from robust_deepfake.paths import check_distinct_folders, item_path
 from robust_deepfake.registry import POISON_ATTACKS, linf_attack
 
 log = logging.getLogger(__name__)
@@ -92,6 +92,7 @@ def poison_faces(rows: pd.DataFrame, mask, generator: FaceGenerator, attack: str
     `attacks.linf` attack it runs (`registry.linf_attack`). With nothing selected (the clean
     scenario) the generator and the attack settings are not used and may be None."""
     require_columns(rows, ["media_id", "frame_idx", "face_path"], "poison_faces")
+    check_distinct_folders(rows["media_id"])
     out = rows.reset_index(drop=True).copy()
     selected = pd.Series(mask, index=rows.index)
     if selected.isna().any():

@@ -23,7 +23,7 @@ from robust_deepfake.defences.reject import (PURIFICATION_METRICS, purification_
                                              reject_mask, reject_threshold, summarise_purification)
 from robust_deepfake.images import read_images
 from robust_deepfake.tensors import bgr_to_signed, signed_to_bgr
-from robust_deepfake.paths import item_path
+from robust_deepfake.paths import check_distinct_folders, item_path
 from robust_deepfake.registry import DIFFUSION_PURIFIERS
 from robust_deepfake.seeding import item_seed
 
@@ -76,6 +76,7 @@ def purify_split(rows: pd.DataFrame, name: str, settings: Mapping[str, Any], out
     8-bit PNG under `out_dir`, decide which are kept, and measure them against the clean faces.
     Returns the rows with the purify columns of the manifest (but the G measures) and the cost ({"unet_evals", "seconds"})."""
     started = time.perf_counter()
+    check_distinct_folders(rows["media_id"])
     inputs = bgr_to_signed(read_images(rows["poisoned_path"].tolist()))
     purified, evals = purify_batches(name, inputs, rows, settings, seed, batch_size, model)
     written = []

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
+from robust_deepfake.logs import console
 from robust_deepfake.manifest import CROP_COLUMNS, SPLIT_COLUMNS, require_columns
 
 log = logging.getLogger(__name__)
@@ -209,6 +210,7 @@ def split_faces(faces: pd.DataFrame, fractions: dict[str, float], seed: int, use
     media = faces.loc[usable, media_cols].drop_duplicates("media_id").sort_values("media_id")
     media = split_media(media.reset_index(drop=True), fractions, seed, use_official_test, official_overlap)
     check_disjoint(media)
+    check_reals(media, faces, fractions)
 
     parted = faces.loc[usable].merge(media[["media_id", "group", "part"]], on="media_id", how="left")
     parted = thin_frames(parted, frames_per_video or {})
@@ -217,6 +219,43 @@ def split_faces(faces: pd.DataFrame, fractions: dict[str, float], seed: int, use
     tables = {p: parted[parted["part"] == p].sort_values(["media_id", "frame_idx"])[SPLIT_COLUMNS +
               [c for c in faces.columns if c.startswith("attr_")]].reset_index(drop=True) for p in PARTS}
     return tables, split_summary(faces, media)
+
+
+class SplitError(ValueError):
+    """A split no later stage can use; the message names the part and why."""
+
+
+def check_reals(media: pd.DataFrame, faces: pd.DataFrame, fractions: dict[str, float]) -> None:
+    """Stop when a part that should hold media has no real media: A trains the defences on real
+    faces, B's reals are poisoned and made into fakes, C measures reals against fakes. Without this
+    a dataset whose real videos are missing or faceless fails hours later, inside a model's training."""
+    wanted = [p for p in PARTS if fractions.get(p, 0) > 0 or media["part"].eq(p).any()]
+    lacking = [p for p in wanted if not (media["part"].eq(p) & media["label"].eq(0)).any()]
+    if not lacking:
+        return
+    real_media = faces.loc[faces["label"] == 0, "media_id"].unique()
+    usable = media.loc[media["label"] == 0]
+    if not len(real_media):
+        why = "the dataset's manifest lists no real media (label 0) at all: check its labels and that its real files exist"
+    elif usable.empty:
+        real = faces[faces["label"] == 0]
+        errors = real.groupby("media_id")["error"].first().fillna("no usable face").map(_reason_kind)
+        reasons = ", ".join(f"{n} {reason}" for reason, n in errors.value_counts().sort_index().items())
+        why = f"none of its {len(real_media)} real media kept a usable face ({reasons})"
+    else:
+        why = (f"its real media that kept a face belong to {usable['group'].nunique()} identity group(s), and each of "
+               f"{', '.join(wanted)} needs one; add real media of more people or change split.fractions")
+    raise SplitError(f"split: part{'s' if len(lacking) > 1 else ''} {', '.join(lacking)} would hold no real media: {why}")
+
+
+def report_losses(summary: pd.DataFrame, n_media: int) -> None:
+    """Say on the console how many media the split lost and why (the summary's `lost:` rows)."""
+    lost = summary[summary["part"].astype(str).str.startswith("lost: ")]
+    if lost.empty:
+        return
+    reasons = ", ".join(f"{int(n)} {part.removeprefix('lost: ')}" for part, n in zip(lost["part"], lost["media"]))
+    console.warning("split: %d of %d media lost before the split (%s); their rows in the crop manifests say "
+                    "which and why", int(lost["media"].sum()), n_media, reasons)
 
 
 def split_summary(faces: pd.DataFrame, media: pd.DataFrame) -> pd.DataFrame:
@@ -238,7 +277,9 @@ def split_summary(faces: pd.DataFrame, media: pd.DataFrame) -> pd.DataFrame:
     lost = per_media[per_media["faces"] == 0]
     for reason, n in lost["error"].fillna("no usable face").map(_reason_kind).value_counts().sort_index().items():
         rows.append({"part": f"lost: {reason}", "label": pd.NA, "media": int(n), "faces": 0, "identities": pd.NA})
-    return pd.DataFrame(rows)
+    summary = pd.DataFrame(rows)
+    report_losses(summary, len(per_media))
+    return summary
 
 
 def _missing_labels(media: pd.DataFrame) -> list[dict]:
@@ -257,7 +298,7 @@ def _missing_labels(media: pd.DataFrame) -> list[dict]:
                 why = f"{n} identity group{'s' if n != 1 else ''} of the dataset hold{'s' if n == 1 else ''} {name} media"
                 if n < len(PARTS):
                     why += f"; every part gets both labels when at least {len(PARTS)} do"
-                log.warning("part %s has no %s media: %s", part, name, why)
+                console.warning("split: part %s has no %s media: %s", part, name, why)
                 rows.append({"part": f"missing: {part} has no {name} media ({why})", "label": label, "media": 0,
                              "faces": 0, "identities": pd.NA})
     return rows

@@ -33,7 +33,7 @@ from robust_deepfake.attacks.distortions import distort_video
 from robust_deepfake.faces.cropping import DetectorInput, crop_face
 from robust_deepfake.faces.detection import detect_batch
 from robust_deepfake.images import read_image
-from robust_deepfake.paths import item_path
+from robust_deepfake.paths import check_distinct_folders, item_path
 from robust_deepfake.seeding import item_seed
 from robust_deepfake.video import media_frames
 
@@ -85,6 +85,7 @@ def distort_and_cut(part_c: pd.DataFrame, test_fakes: pd.DataFrame, kind: str, l
     face in each distorted frame and cut it as the detectors were trained: one row per frame
     (DISTORTED_COLUMNS), `error` where no face was found any more."""
     Path(out_dir).mkdir(parents=True, exist_ok=True)
+    check_distinct_folders([*part_c["media_id"], *test_fakes.get("media_id", ())])
     rows = []
     for identity, frames in tqdm(clips(part_c, test_fakes), desc=f"{kind}-{level} on whole videos", unit="clip"):
         indices, distorted = distort_clip(identity["media_id"], frames, kind, level, seed)
