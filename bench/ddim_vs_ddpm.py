@@ -3,10 +3,10 @@ L2 / PSNR / SSIM of the purified poisoned faces against their clean crops, UNet 
 seconds per face, with the DDPM a pipeline run trained.
 
     .venv/bin/python bench/ddim_vs_ddpm.py --workdir <snakemake working dir> [--dataset demo]
-        [--attack pgd] [--rate 0.5] [--t-star 0.3] [--ddim-steps 30 10] [--faces 16]
+        [--attack pgd] [--loss mse] [--rate 0.5] [--t-star 0.3] [--ddim-steps 30 10] [--faces 16]
 
 Reads <workdir>/results/<dataset>/defense/ddpm/model and the poisoned faces of
-results/<dataset>/poisoned/<attack>/<rate>/manifest.parquet; prints a Markdown table and writes
+results/<dataset>/poisoned/<attack>/<loss>/<rate>/manifest.parquet; prints a Markdown table and writes
 bench/out/ddim_vs_ddpm.{md,json}.
 """
 
@@ -47,6 +47,7 @@ def main() -> None:
     parser.add_argument("--workdir", type=Path, required=True)
     parser.add_argument("--dataset", default="demo")
     parser.add_argument("--attack", default="pgd")
+    parser.add_argument("--loss", default="mse")
     parser.add_argument("--rate", default="0.5")
     parser.add_argument("--t-star", type=float, default=0.3)
     parser.add_argument("--ddim-steps", type=int, nargs="+", default=[30, 10])
@@ -59,7 +60,7 @@ def main() -> None:
     os.chdir(args.workdir)  # manifest paths are relative to the Snakemake working directory
     results = Path("results") / args.dataset
     unet, scheduler = load_ddpm(results / "defense" / "ddpm" / "model")
-    manifest = read_manifest(results / "poisoned" / args.attack / args.rate / "manifest.parquet")
+    manifest = read_manifest(results / "poisoned" / args.attack / args.loss / args.rate / "manifest.parquet")
     rows = manifest[manifest["poisoned"]].head(args.faces).reset_index(drop=True)
     faces, clean = bgr_to_signed(read_images(rows["poisoned_path"].tolist())), bgr_to_signed(read_images(rows["face_path"].tolist()))
     table = [run(f"DDPM, every step (t* = {args.t_star:g} T)", {"t_star": args.t_star, "sampler": "ddpm", "ddim_steps": 1},

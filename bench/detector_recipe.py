@@ -10,7 +10,7 @@ the default recipes are the pipeline's old default, the new
 default, and the new default with one choice undone at a time.
 
     .venv/bin/python bench/detector_recipe.py --workdir <snakemake working dir> [--dataset demo]
-        [--scenario none/0/none] [--seeds 0 1 2] [--backbone resnet18] [--recipe NAME KEY=JSON ...]
+        [--scenario none/none/0/none] [--seeds 0 1 2] [--backbone resnet18] [--recipe NAME KEY=JSON ...]
 
 Prints a Markdown table (mean ± sd over the seeds of the AUC and accuracy on C per test set, hold-out
 AUC, best epoch, epochs trained, seconds) and writes bench/out/<--name>.{md,json}.
@@ -119,7 +119,7 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--workdir", type=Path, required=True, help="a finished pipeline run's working directory")
     parser.add_argument("--dataset", default="demo")
-    parser.add_argument("--scenario", default="none/0/none", help="<attack>/<poison rate>/<purifier>")
+    parser.add_argument("--scenario", default="none/none/0/none", help="<attack>/<loss>/<poison rate>/<purifier>")
     parser.add_argument("--generator", default="faceswap_ae", help="the training fakes' generator")
     parser.add_argument("--backbone", default="resnet18")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])

@@ -16,14 +16,14 @@ sys.path.insert(0, SRC)
 # (set, not required from the user: hence no envvars: directive)
 os.environ.update(PYTHONPATH=os.pathsep.join(p for p in (SRC, os.environ.get("PYTHONPATH")) if p))
 
-from robust_deepfake.config import validate_config
+from robust_deepfake.config import as_list, validate_config
 from robust_deepfake.fingerprint import script_fingerprint
 from robust_deepfake.stages.ingest import listing_fingerprint, options_from_config
 from robust_deepfake.manifest import shard_digests, shard_name
 from robust_deepfake.paths import unsafe_output_folder
 from robust_deepfake.registry import (ADAPTIVE_ATTACKS, ADVERSARIAL_GENERATOR_MODELS, DEFENCES, DETECTOR_FAMILIES,
-                                      GENERATORS, POISON_ATTACKS, PURIFIER_CONFIG_KEYS, RENDERED_LAYOUTS,
-                                      TRAINED_GENERATORS, TRAINING_MODES, DISTORTION_KINDS)
+                                      GENERATORS, POISON_ATTACKS, POISON_LOSSES, PURIFIER_CONFIG_KEYS, RENDERED_LAYOUTS,
+                                      TRAINED_GENERATORS, TRAINING_MODES, DISTORTION_KINDS, released_test_set)
 
 validate_config(config, schema_path=workflow.source_path("../config/config.schema.json"))
 
@@ -46,10 +46,14 @@ PRIORITY = {"train_generator": 10, "train_ddpm": 5, "poison": 5, "poison_adaptiv
             "generate_fakes": 3, "generate_test_fakes": 3, "train_detector": 2, "evaluate_detector": 1}
 
 ATTACKS = config["poison"]["attacks"]
+# the attacker's objective is an axis like the attack (one name or a list): it names a folder of
+# every poisoned scenario, so results of one loss never overwrite the other's
+LOSSES = as_list(config["poison"]["loss"])
 RATES = [f"{rate:g}" for rate in config["poison"]["poison_rate"]]
-# At poison rate 0 nothing is attacked: the clean scenario exists once, under the attack name
-# "none", instead of once per configured attack.
-CLEAN_ATTACK = "none"
+# At poison rate 0 nothing is attacked: the clean scenario exists once, under the attack and loss
+# name "none", instead of once per configured attack and loss; an attack that follows no loss (the
+# noise baseline) exists once per rate, under the loss name "none".
+CLEAN_ATTACK = NO_LOSS = "none"
 
 
 def attacked_only(value):
@@ -79,9 +83,9 @@ DETECTOR_INPUT = {
 }
 
 # One detector per scenario and training seed; its path names every setting its result depends on.
-SCENARIO = "{backbone}/{training}/{generator}/{attack}/{rate}/{defence}/seed{seed}"
+SCENARIO = "{backbone}/{training}/{generator}/{attack}/{loss}/{rate}/{defence}/seed{seed}"
 # the same axes, as one file name (logs, benchmarks)
-SCENARIO_FILE = "{backbone}_{training}_{generator}_{attack}_{rate}_{defence}_seed{seed}"
+SCENARIO_FILE = "{backbone}_{training}_{generator}_{attack}_{loss}_{rate}_{defence}_seed{seed}"
 # The experiment table and figures of one named study (its grid), so several grids over one
 # dataset keep their own tables while sharing every scenario's detector and evaluation.
 STUDY = f"{RESULTS}/studies/{config['study']}"
@@ -93,6 +97,7 @@ wildcard_constraints:
     generator="|".join(dict.fromkeys(config["fakes"]["generators"] + list(TRAINED_GENERATORS))),
     variant="main|surrogate",
     attack="|".join([*POISON_ATTACKS, CLEAN_ATTACK]),
+    loss="|".join([*POISON_LOSSES, NO_LOSS]),
     rate=r"\d+(\.\d+)?",
     defence="|".join(DEFENCE_AXIS),
     # as the schema's model_name: never "." or "..", which would name a folder above the scenario's
@@ -295,10 +300,11 @@ def purifier_model(wildcards):
 
 def poisoned_manifest(wildcards):
     """The poisoned split B a defence receives: the attack's one poisoning, or for an adaptive
-    attack the poisoning crafted against this very defence (`poisoned/<attack>/<rate>/against/<defence>/`)."""
+    attack the poisoning crafted against this very defence (`poisoned/<attack>/<loss>/<rate>/against/<defence>/`)."""
+    scenario = f"{RESULTS}/poisoned/{wildcards.attack}/{wildcards.loss}/{wildcards.rate}"
     if wildcards.attack in ADAPTIVE_ATTACKS:
-        return f"{RESULTS}/poisoned/{wildcards.attack}/{wildcards.rate}/against/{wildcards.defence}/manifest.parquet"
-    return f"{RESULTS}/poisoned/{wildcards.attack}/{wildcards.rate}/manifest.parquet"
+        return f"{scenario}/against/{wildcards.defence}/manifest.parquet"
+    return f"{scenario}/manifest.parquet"
 
 
 def adaptive_target_model(wildcards):
@@ -311,32 +317,37 @@ def adaptive_target_model(wildcards):
 
 
 def poisoning_summaries():
-    """Every poisoning scenario's summary.tsv: one per attack and rate, one per defence as well for
-    the adaptive attacks."""
-    return [path for attack, rate in poisoning_scenarios() for path in (
-        expand(f"{RESULTS}/poisoned/{attack}/{rate}/against/{{defence}}/summary.tsv", defence=DEFENCE_AXIS)
-        if attack in ADAPTIVE_ATTACKS else [f"{RESULTS}/poisoned/{attack}/{rate}/summary.tsv"])]
+    """Every poisoning scenario's summary.tsv: one per attack, loss and rate, one per defence as well
+    for the adaptive attacks."""
+    return [path for attack, loss, rate in poisoning_scenarios() for path in (
+        expand(f"{RESULTS}/poisoned/{attack}/{loss}/{rate}/against/{{defence}}/summary.tsv", defence=DEFENCE_AXIS)
+        if attack in ADAPTIVE_ATTACKS else [f"{RESULTS}/poisoned/{attack}/{loss}/{rate}/summary.tsv"])]
 
 
 def poisoning_scenarios():
-    """(attack, rate) of every poisoning scenario, the clean one once."""
-    return list(dict.fromkeys((scenario_attack(attack, rate), rate) for attack in ATTACKS for rate in RATES))
+    """(attack, loss, rate) of every poisoning scenario, the clean one once."""
+    return list(dict.fromkeys((*scenario_poisoning(attack, loss, rate), rate)
+                              for attack in ATTACKS for loss in LOSSES for rate in RATES))
 
 
-def scenario_attack(attack, rate):
-    return CLEAN_ATTACK if float(rate) == 0 else attack
+def scenario_poisoning(attack, loss, rate):
+    """(attack, loss) of a scenario: ("none", "none") at rate 0, which attacks nothing, and loss
+    "none" for an attack that follows no loss."""
+    if float(rate) == 0:
+        return CLEAN_ATTACK, NO_LOSS
+    return attack, loss if POISON_ATTACKS[attack].optimised else NO_LOSS
 
 
 def poisoning_paths(pattern, **wildcards):
-    """`pattern` expanded over the poisoning scenarios (attack x poison rate, the clean one once)
-    and the other `wildcards` lists."""
-    return [path for attack, rate in poisoning_scenarios() for path in expand(pattern, attack=attack, rate=rate,
-                                                                                 **wildcards)]
+    """`pattern` expanded over the poisoning scenarios (attack x loss x poison rate, the clean one
+    once) and the other `wildcards` lists."""
+    return [path for attack, loss, rate in poisoning_scenarios()
+            for path in expand(pattern, attack=attack, loss=loss, rate=rate, **wildcards)]
 
 
 def attack_outputs():
     """Every fake set and the summaries: generators x poisoning scenarios x defences."""
-    return poisoning_paths(f"{RESULTS}/fakes/{{generator}}/{{attack}}/{{rate}}/{{defence}}/manifest.parquet",
+    return poisoning_paths(f"{RESULTS}/fakes/{{generator}}/{{attack}}/{{loss}}/{{rate}}/{{defence}}/manifest.parquet",
                            generator=config["fakes"]["generators"], defence=DEFENCE_AXIS) + [
         f"{RESULTS}/poisoned/summary.tsv",
         f"{RESULTS}/purified/summary.tsv",
@@ -361,17 +372,17 @@ def frame_images(wildcards):
 def experiment_scenarios():
     """The union of the experiment blocks' products, in config order, each once; an axis a block
     leaves out takes every value its upstream stage makes (the seeds: detector.seeds)."""
-    every = {"generator": config["fakes"]["generators"], "attack": ATTACKS, "poison_rate": config["poison"]["poison_rate"],
-             "defence": DEFENCE_AXIS, "seed": config["detector"]["seeds"]}
+    every = {"generator": config["fakes"]["generators"], "attack": ATTACKS, "loss": LOSSES,
+             "poison_rate": config["poison"]["poison_rate"], "defence": DEFENCE_AXIS, "seed": config["detector"]["seeds"]}
     scenarios = {}
     for block in config["experiments"]:
         axes = {**every, **block}
-        for backbone, training, generator, attack, rate, defence, seed in itertools.product(
-                axes["backbone"], axes["training"], axes["generator"], axes["attack"], axes["poison_rate"],
-                axes["defence"], axes["seed"]):
-            scenario = dict(backbone=backbone, training=training, generator=generator,
-                            attack=scenario_attack(attack, rate), rate=f"{float(rate):g}", defence=defence,
-                            seed=str(seed))
+        for backbone, training, generator, attack, loss, rate, defence, seed in itertools.product(
+                axes["backbone"], axes["training"], axes["generator"], axes["attack"], axes["loss"],
+                axes["poison_rate"], axes["defence"], axes["seed"]):
+            attack, loss = scenario_poisoning(attack, loss, rate)
+            scenario = dict(backbone=backbone, training=training, generator=generator, attack=attack, loss=loss,
+                            rate=f"{float(rate):g}", defence=defence, seed=str(seed))
             scenarios[tuple(scenario.values())] = scenario
     return list(scenarios.values())
 
@@ -414,6 +425,23 @@ def video_distortion_manifests():
 
 def test_fake_manifests():
     return expand(f"{RESULTS}/test_fakes/{{generator}}/manifest.parquet", generator=config["fakes"]["generators"])
+
+
+def released_poisonings():
+    """(attack, loss) of every poisoning whose attacker's own fakes are a test set (evaluate.released_fakes):
+    the configured ones that attack, but for the adaptive attacks, which are crafted against a defence."""
+    if not config["evaluate"]["released_fakes"]:
+        return []
+    return list(dict.fromkeys((attack, loss) for attack, loss, rate in poisoning_scenarios()
+                              if attack != CLEAN_ATTACK and attack not in ADAPTIVE_ATTACKS))
+
+
+def released_fake_manifests():
+    """(test set name, manifest) of the attacker's own fakes, one per released poisoning."""
+    generator = config["poison"]["generator"]
+    return [(released_test_set(attack, loss),
+             f"{RESULTS}/test_fakes/{generator}/released/{attack}/{loss}/manifest.parquet")
+            for attack, loss in released_poisonings()]
 
 
 def experiment_outputs():

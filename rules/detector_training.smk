@@ -4,8 +4,8 @@ rule train_detector:
     A fine-tuning mode also reads the plain detector of its scenario and seed."""
     input:
         unpack(starting_detector),
-        reals=f"{RESULTS}/purified/{{attack}}/{{rate}}/{{defence}}/manifest.parquet",
-        fakes=f"{RESULTS}/fakes/{{generator}}/{{attack}}/{{rate}}/{{defence}}/manifest.parquet",
+        reals=f"{RESULTS}/purified/{{attack}}/{{loss}}/{{rate}}/{{defence}}/manifest.parquet",
+        fakes=f"{RESULTS}/fakes/{{generator}}/{{attack}}/{{loss}}/{{rate}}/{{defence}}/manifest.parquet",
     output:
         model=f"{RESULTS}/detectors/{SCENARIO}/model.pt",
         history=f"{RESULTS}/detectors/{SCENARIO}/history.parquet",

@@ -6,12 +6,14 @@ rule evaluate_detector:
         model=f"{RESULTS}/detectors/{SCENARIO}/model.pt",
         part=f"{RESULTS}/split/C.parquet",
         test_fakes=test_fake_manifests(),
+        released_fakes=[path for _, path in released_fake_manifests()],
         video_distorted=video_distortion_manifests(),
     output:
         scores=f"{RESULTS}/evaluation/{SCENARIO}/scores.parquet",
         metrics=f"{RESULTS}/evaluation/{SCENARIO}/metrics.parquet",
     params:
         settings=config["evaluate"],
+        released=[name for name, _ in released_fake_manifests()],
         seed=config["seed"],
         compute=config["compute"],
         device=config["device"],

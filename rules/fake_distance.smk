@@ -25,13 +25,13 @@ rule measure_fakes:
     """FID and KID of every defence's fakes, for one generator, attack and poison rate, against
     the fakes the same generator makes from clean faces (poison rate 0, no defence)."""
     input:
-        fakes=expand(f"{RESULTS}/fakes/{{{{generator}}}}/{{{{attack}}}}/{{{{rate}}}}/{{defence}}/manifest.parquet",
+        fakes=expand(f"{RESULTS}/fakes/{{{{generator}}}}/{{{{attack}}}}/{{{{loss}}}}/{{{{rate}}}}/{{defence}}/manifest.parquet",
                      defence=DEFENCE_AXIS),
-        reference=f"{RESULTS}/fakes/{{generator}}/{CLEAN_ATTACK}/0/none/manifest.parquet",
+        reference=f"{RESULTS}/fakes/{{generator}}/{CLEAN_ATTACK}/{CLEAN_ATTACK}/0/none/manifest.parquet",
         extractor=lambda wildcards: [] if config["fake_distance"]["inception_weights"] else
             [f"{RESULTS}/fake_distance/identity_resnet18.pt"],
     output:
-        f"{RESULTS}/fakes/{{generator}}/{{attack}}/{{rate}}/distance.tsv",
+        f"{RESULTS}/fakes/{{generator}}/{{attack}}/{{loss}}/{{rate}}/distance.tsv",
     params:
         defences=DEFENCE_AXIS,
         inception_weights=config["fake_distance"]["inception_weights"],
@@ -41,7 +41,7 @@ rule measure_fakes:
     resources:
         gpu=GPU_PER_JOB,
     log:
-        f"{LOGS}/measure_fakes/{{generator}}_{{attack}}_{{rate}}.log",
+        f"{LOGS}/measure_fakes/{{generator}}_{{attack}}_{{loss}}_{{rate}}.log",
     conda:
         "../envs/torch.yaml"
     script:
@@ -50,7 +50,7 @@ rule measure_fakes:
 
 rule summarise_fake_distance:
     input:
-        poisoning_paths(f"{RESULTS}/fakes/{{generator}}/{{attack}}/{{rate}}/distance.tsv",
+        poisoning_paths(f"{RESULTS}/fakes/{{generator}}/{{attack}}/{{loss}}/{{rate}}/distance.tsv",
                         generator=config["fakes"]["generators"]),
     output:
         f"{RESULTS}/fakes/distance.tsv",

@@ -6,9 +6,9 @@ rule purify:
         generator=purify_generator_model,
         purifier_model=purifier_model,
     output:
-        manifest=f"{RESULTS}/purified/{{attack}}/{{rate}}/{{defence}}/manifest.parquet",
-        crops=directory(f"{RESULTS}/purified/{{attack}}/{{rate}}/{{defence}}/crops"),
-        summary=f"{RESULTS}/purified/{{attack}}/{{rate}}/{{defence}}/summary.tsv",
+        manifest=f"{RESULTS}/purified/{{attack}}/{{loss}}/{{rate}}/{{defence}}/manifest.parquet",
+        crops=directory(f"{RESULTS}/purified/{{attack}}/{{loss}}/{{rate}}/{{defence}}/crops"),
+        summary=f"{RESULTS}/purified/{{attack}}/{{loss}}/{{rate}}/{{defence}}/summary.tsv",
     params:
         purifier_config=purifier_config,
         reject=reject_settings,
@@ -25,9 +25,9 @@ rule purify:
     resources:
         gpu=GPU_PER_JOB,
     log:
-        f"{LOGS}/purify/{{attack}}_{{rate}}_{{defence}}.log",
+        f"{LOGS}/purify/{{attack}}_{{loss}}_{{rate}}_{{defence}}.log",
     benchmark:
-        f"{BENCHMARKS}/purify/{{attack}}_{{rate}}_{{defence}}.tsv"
+        f"{BENCHMARKS}/purify/{{attack}}_{{loss}}_{{rate}}_{{defence}}.tsv"
     conda:
         "../envs/torch.yaml"
     script:
@@ -37,7 +37,7 @@ rule purify:
 rule summarise_purification:
     """One table of every scenario: reject rate, quality against clean, disruption before and after."""
     input:
-        poisoning_paths(f"{RESULTS}/purified/{{attack}}/{{rate}}/{{defence}}/summary.tsv", defence=DEFENCE_AXIS),
+        poisoning_paths(f"{RESULTS}/purified/{{attack}}/{{loss}}/{{rate}}/{{defence}}/summary.tsv", defence=DEFENCE_AXIS),
     output:
         f"{RESULTS}/purified/summary.tsv",
     params:

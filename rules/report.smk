@@ -4,7 +4,7 @@ rule summarise_experiments:
         metrics=[f"{RESULTS}/evaluation/{SCENARIO.format(**s)}/metrics.parquet" for s in experiment_scenarios()],
         scores=[f"{RESULTS}/evaluation/{SCENARIO.format(**s)}/scores.parquet" for s in experiment_scenarios()],
         histories=[f"{RESULTS}/detectors/{SCENARIO.format(**s)}/history.parquet" for s in experiment_scenarios()],
-        purified=[f"{RESULTS}/purified/{s['attack']}/{s['rate']}/{s['defence']}/summary.tsv" for s in experiment_scenarios()],
+        purified=[f"{RESULTS}/purified/{s['attack']}/{s['loss']}/{s['rate']}/{s['defence']}/summary.tsv" for s in experiment_scenarios()],
     output:
         table=f"{STUDY}/summary.parquet",
         seeds=f"{STUDY}/summary_seeds.parquet",

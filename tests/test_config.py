@@ -20,7 +20,8 @@ def test_default_config_is_valid():
 
 
 @pytest.mark.parametrize("layers", [["smoke.yaml"], ["study.yaml"], ["defences.yaml"], ["stargan.yaml"],
-                                    ["stargan.yaml", "smoke_stargan.yaml"]])
+                                    ["stargan.yaml", "smoke_stargan.yaml"], ["threat_faceswap.yaml"],
+                                    ["stargan.yaml", "threat_stargan.yaml"]])
 def test_config_layers_are_valid_over_the_default(layers):
     """The layers are used as `--configfile config/config.yaml config/<layer> ...`: Snakemake
     merges nested keys, so validate exactly that merge."""
@@ -30,8 +31,11 @@ def test_config_layers_are_valid_over_the_default(layers):
     for layer in layers:
         update_config(cfg, yaml.safe_load((REPO / "config" / layer).read_text()))
     validated = validate_config(cfg)
-    if layers[0] in ("study.yaml", "stargan.yaml"):
+    if layers[0] in ("study.yaml", "stargan.yaml", "threat_faceswap.yaml"):
         assert validated["dataset"]["name"] != "demo"  # its own results, the demo's stay intact
+    if "threat" in layers[-1]:  # the loss is the question: both, and none of the evasion attacks' cost
+        assert validated["poison"]["loss"] == ["mse", "target"] and validated["evaluate"]["attacks"] == []
+        assert validated["dataset"]["name"] not in ("demo", "stargan_demo")
     if layers[0] == "study.yaml":
         assert {0, 1} <= set(validated["poison"]["poison_rate"])
 
@@ -278,3 +282,23 @@ def test_ordinary_names_still_pass(key):
     cfg = default_config()
     PATH_FORMING_KEYS[key](cfg, "resnet18.a1_in1k" if "backbone" in key or "detector" in key else "ff-c40_v2.1")
     validate_config(cfg)
+
+
+def test_the_poisoning_loss_is_one_name_or_an_axis_of_names():
+    """Both losses side by side need the loss as an axis: each names a folder of its scenarios."""
+    cfg = default_config()
+    cfg["poison"]["loss"] = ["mse", "target"]
+    cfg["experiments"][0]["loss"] = ["target"]
+    validate_config(cfg)
+    for value, words in ((["mse", "x"], "config key 'poison.loss.1': 'x' is not one of ['mse', 'target']"),
+                         ("msee", "config key 'poison.loss': 'msee' is not one of ['mse', 'target']"),
+                         ([], "config key 'poison.loss': [] should be non-empty")):
+        cfg = default_config()
+        cfg["poison"]["loss"] = value
+        with pytest.raises(ConfigError) as err:
+            validate_config(cfg)
+        assert words in str(err.value)
+    cfg = default_config()
+    cfg["experiments"][0]["loss"] = ["target"]
+    with pytest.raises(ConfigError, match=r"'experiments.0.loss': \['target'\] not in 'poison.loss' \['mse'\]"):
+        validate_config(cfg)

@@ -11,6 +11,7 @@ import pytest
 import torch
 
 from robust_deepfake.devices import Compute
+from robust_deepfake.registry import released_test_set
 from robust_deepfake.stages.evaluation import ALL_FAKES, conditions, evaluation_faces, metrics_table, score_all
 from robust_deepfake.detectors.network import DeepfakeDetector, DetectorConfig
 from robust_deepfake.stages.report import (experiment_table, markdown, plot_attack_success, plot_auc_vs_rate, plot_distortions,
@@ -46,6 +47,21 @@ def test_test_set_has_reals_dataset_fakes_and_generated_fakes(split_c):
         "Deepfakes": [1], "faceswap_ae": [1, 1], "real": [0, 0, 0, 0]}
     with pytest.raises(ValueError, match="one class"):
         evaluation_faces(split_c[0][split_c[0]["label"] == 0], [])
+
+
+def test_the_attackers_own_fakes_are_a_test_set_apart_from_all(split_c):
+    """Fakes made from C's faces as a poisoning left them are reported beside the clean-made ones,
+    never mixed into `all`, whose figures stay comparable across scenarios."""
+    part, made = split_c
+    released = made.assign(media_id=["faceswap_ae/r2", "faceswap_ae/r2"], image_path=made["image_path"][::-1].to_numpy())
+    faces = evaluation_faces(part, [made], {released_test_set("pgd", "target"): released})
+    assert faces.groupby("test_set")["label"].agg(list).to_dict() == {
+        "Deepfakes": [1], "faceswap_ae": [1, 1], "real": [0, 0, 0, 0], "released_pgd_target": [1, 1]}
+    scores = faces.assign(condition="clean", kind="clean", level=0, score=np.linspace(0.1, 0.9, len(faces)))
+    metrics = metrics_table(scores, 0.5)
+    clean = metrics[(metrics["condition"] == "clean") & (metrics["unit"] == "frame")].set_index("test_set")
+    assert set(clean.index) == {"Deepfakes", "faceswap_ae", "released_pgd_target", ALL_FAKES}
+    assert clean.loc["released_pgd_target", "n_fake"] == 2 and clean.loc[ALL_FAKES, "n_fake"] == 3
 
 
 def test_every_condition_is_scored_and_summarised(split_c):
@@ -89,8 +105,8 @@ def _metrics(auc: float, asr: float) -> pd.DataFrame:
 
 
 def test_experiment_table_and_figures(tmp_path):
-    scenarios = [dict(backbone="resnet18", training=t, generator="faceswap_ae", attack="pgd", poison_rate=r,
-                      defence=p) for t, r, p in [("plain", 0.0, "none"), ("plain", 0.5, "none"),
+    scenarios = [dict(backbone="resnet18", training=t, generator="faceswap_ae", attack="pgd", loss="mse",
+                      poison_rate=r, defence=p) for t, r, p in [("plain", 0.0, "none"), ("plain", 0.5, "none"),
                                                    ("plain", 0.5, "diffpure"), ("pgd", 0.0, "none")]]
     metrics = [_metrics(a, s) for a, s in [(0.9, 0.8), (0.7, 0.8), (0.85, 0.7), (0.88, 0.2)]]
     history = pd.DataFrame({"epoch": [1, 2], "train_images": [10, 10], "val_auc": [0.6, 0.8], "best": [True, True]})
@@ -115,8 +131,8 @@ def test_experiment_table_and_figures(tmp_path):
 def test_a_scenario_without_a_detector_keeps_its_row_and_its_point(tmp_path):
     """At poison rate 1 a strict reject step can drop every real face: the scenario has no
     detector, and the table and the AUC-against-rate figure say so instead of losing it."""
-    scenarios = [dict(backbone="resnet18", training="plain", generator="faceswap_ae", attack="pgd", poison_rate=r,
-                      defence="jpeg") for r in (0.5, 1.0)]
+    scenarios = [dict(backbone="resnet18", training="plain", generator="faceswap_ae", attack="pgd", loss="mse",
+                      poison_rate=r, defence="jpeg") for r in (0.5, 1.0)]
     history = pd.DataFrame({"epoch": [1], "train_images": [10], "val_auc": [0.7], "best": [True]})
     purified = [pd.Series({"reject_rate": r, "mse_g_purified": 0.01}) for r in (0.4, 1.0)]
     table = experiment_table(scenarios, [_metrics(0.8, 0.5), pd.DataFrame()], [history, pd.DataFrame()], purified)
@@ -136,7 +152,8 @@ def seeded_tables(aucs: dict) -> pd.DataFrame:
     for (defence, rate), values in aucs.items():
         for seed, auc in enumerate(values):
             scenarios.append(dict(backbone="resnet18", training="plain", generator="faceswap_ae",
-                                  attack="none" if rate == 0 else "pgd", poison_rate=rate, defence=defence, seed=seed))
+                                  attack="none" if rate == 0 else "pgd", loss="none" if rate == 0 else "mse",
+                                  poison_rate=rate, defence=defence, seed=seed))
             metrics.append(_metrics(auc, 0.5))
     return experiment_table(scenarios, metrics, [history] * len(scenarios),
                             [pd.Series({"reject_rate": 0.0})] * len(scenarios))

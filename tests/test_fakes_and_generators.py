@@ -119,6 +119,14 @@ def test_diffusion_without_a_model_makes_no_fakes(faces, tmp_path, caplog):
     assert "no Stable Diffusion model folder configured (diffusion.inpaint_model_dir)" in caplog.text
 
 
+def test_the_attackers_own_fakes_are_made_from_the_poisoned_faces(faces):
+    """A poisoned manifest (no reject step: the attacker releases what they poisoned) gives its
+    faces as the attacker left them."""
+    poisoned = faces.assign(poisoned_path=[f"/poisoned/{k}.png" for k in range(len(faces))])
+    assert fake_sources(poisoned)["image_path"].tolist() == poisoned.loc[poisoned["label"] == 0, "poisoned_path"].tolist()
+    assert fake_sources(faces)["image_path"].tolist() == faces.loc[faces["label"] == 0, "face_path"].tolist()
+
+
 def test_a_reject_step_that_kept_nothing_gives_no_sources_and_no_fakes(faces, tmp_path):
     """At poison rate 1 a strict purifier can reject every real face: no face is a fake source
     (pandas would otherwise bring the rejected rows back as empty records) and no fake is made."""

@@ -90,7 +90,7 @@ def test_demo_attack_side_outputs(demo_run):
     summary = pd.read_csv(results / "poisoned" / "summary.tsv", sep="\t")
     assert set(summary["attack"]) == {"pgd", "gaussian"}  # the clean reference (none/0) is not a smoke rate
     assert (summary["pert_linf"] <= 0.05 + 1e-6).all()
-    poisoned = read_manifest(results / "poisoned" / "pgd" / "0.5" / "manifest.parquet")
+    poisoned = read_manifest(results / "poisoned" / "pgd" / "mse" / "0.5" / "manifest.parquet")
     share = poisoned.groupby("media_id")["poisoned"].first().mean()
     assert 0.3 <= share <= 0.7, share  # half of B's real media, whole videos at a time
     purified = pd.read_csv(results / "purified" / "summary.tsv", sep="\t")
@@ -98,7 +98,7 @@ def test_demo_attack_side_outputs(demo_run):
     assert (purified.loc[purified["defence"] == "none", "reject_rate"] == 0).all()
     assert (purified.loc[purified["defence"] == "diffpure", "unet_evals_per_image"] == 5).all()  # ddim_steps
     for generator in ("faceswap_ae", "landmark_swap"):
-        fakes = read_manifest(results / "fakes" / generator / "pgd" / "0.5" / "none" / "manifest.parquet")
+        fakes = read_manifest(results / "fakes" / generator / "pgd" / "mse" / "0.5" / "none" / "manifest.parquet")
         assert len(fakes) == len(poisoned) and (fakes["label"] == 1).all()
         assert fakes["real_media_id"].isin(poisoned["media_id"]).all()
         image = cv2.imread(str(demo_run / fakes["face_path"].iloc[0]))
@@ -112,8 +112,15 @@ def test_demo_detectors_are_trained_evaluated_and_reported(demo_run):
         "resnet18", "spectrum"}
     assert set(table["defence"]) == {"none", "diffpure"} and (table["poison_rate"] == 0.5).all()
     for column in ("acc", "auc", "eer", "ap", "video_auc", "auc_faceswap_ae", "auc_landmark_swap", "pgd_asr",
-                   "fgsm_asr", "distorted_auc_mean"):
+                   "fgsm_asr", "distorted_auc_mean", "auc_released_pgd_mse", "acc_released_gaussian_none"):
         assert table[column].between(0, 1).all(), column
+    # the attacker's own fakes: G of every real face of C as each poisoning left it, poisoned all
+    released = read_manifest(results / "test_fakes" / "faceswap_ae" / "released" / "pgd" / "mse" / "manifest.parquet")
+    poisoned_c = read_manifest(results / "poisoned_test" / "pgd" / "mse" / "manifest.parquet")
+    reals_c = read_manifest(results / "split" / "C.parquet").query("label == 0")
+    assert poisoned_c["poisoned"].all() and len(poisoned_c) == len(reals_c)
+    assert set(released["real_media_id"]) == set(reals_c["media_id"]) and (released["label"] == 1).all()
+    assert "auc_released_pgd_mse" in (results / "studies" / "demo" / "summary.md").read_text()
     # two seeds of the plain resnet18: the summary's mean and sd are those of the per-seed rows
     per_seed = pd.read_parquet(results / "studies" / "demo" / "summary_seeds.parquet")
     assert len(per_seed) == 6
@@ -172,13 +179,29 @@ AFTER_POISON = {"poison": 2, "purify": 6, "generate_fakes": 12, "summarise_poiso
 
 def test_poison_rate_reruns_poisoning_and_after_not_generator_training(demo_run):
     assert planned_jobs(demo_run, "--config", "poison={poison_rate: [0.7]}") == AFTER_POISON
-    # the adversarially trained generator learns against the attacker's budget, so it follows epsilon;
+    # the adversarially trained generator learns against the attacker's budget, so it follows epsilon,
+    # and so do the attacker's own test fakes (C poisoned at rate 1, whatever poison_rate says);
     # the clean reference of the fake distance (attack none at rate 0) attacks nothing and stays
     assert planned_jobs(demo_run, "--config", "poison={epsilon: 0.03}") == {
-        **AFTER_POISON, "train_adv_generator": 1}
-    clean = "results/smoke/poisoned/none/0/manifest.parquet"
+        **AFTER_POISON, "train_adv_generator": 1, "poison_test": 2, "generate_released_fakes": 2}
+    clean = "results/smoke/poisoned/none/none/0/manifest.parquet"
     for change in ("poison={epsilon: 0.03, steps: 2, loss: target}", "poison={threat: grey_box}"):
         assert planned_jobs(demo_run, clean, "--config", change) == {}, change
+
+
+def test_a_second_loss_adds_its_scenarios_and_reruns_none_of_the_first(demo_run):
+    """Both losses wrote poisoned/pgd/<rate>/: switching one for the other overwrote its results and
+    reran everything after them. The loss is a folder now: adding one plans only its own scenarios."""
+    jobs = planned_jobs(demo_run, "--config", "poison={loss: [mse, target]}")
+    plan = snakemake(demo_run, "-n", "--config", "poison={loss: [mse, target]}").stdout
+    assert jobs["poison"] == 1  # pgd at 0.5 with the target loss; gaussian noise follows no loss
+    assert not {"train_generator", "split", "train_ddpm", "generate_test_fakes"} & set(jobs)
+    trained = re.findall(r"rule train_detector:\n\s+input: [^\n]*\n\s+output: (\S+)/model.pt", plan)
+    assert len(trained) == jobs["train_detector"] > 0 and all("/pgd/target/0.5/" in path for path in trained), trained
+    # every detector, the first loss's included, meets the new loss's released fakes: evaluated, not retrained
+    assert jobs["poison_test"] == jobs["generate_released_fakes"] == 1
+    assert jobs["evaluate_detector"] == len(trained) + len(list((demo_run / "results" / "smoke" / "detectors").rglob(
+        "model.pt")))
 
 
 def test_t_star_reruns_diffpure_and_after_not_ddpm_training(demo_run):
@@ -283,7 +306,7 @@ def test_an_upstream_change_retrains_every_model_from_the_start(demo_run, tmp_pa
 
 
 def test_a_changed_poisoning_setting_retrains_the_detectors_from_the_start(demo_run, tmp_path):
-    """The detectors' scenario folder stays the same when a poisoning setting changes (pgd/0.5):
+    """The detectors' scenario folder stays the same when a poisoning setting changes (pgd/mse/0.5):
     their training must still start afresh on the new fakes."""
     work = tmp_path / "copy"
     shutil.copytree(demo_run, work, symlinks=True)
@@ -448,7 +471,7 @@ def test_two_runs_with_the_same_seed_give_identical_splits_and_metrics(demo_run,
 def test_a_killed_detector_training_resumes_from_its_last_epoch(demo_run):
     """SIGKILL a training job (the whole Snakemake process group) mid-run, then rerun with
     --rerun-incomplete: the job resumes after the last saved epoch instead of starting over."""
-    scenario = "resnet18/plain/faceswap_ae/pgd/0.5/none/seed0"
+    scenario = "resnet18/plain/faceswap_ae/pgd/mse/0.5/none/seed0"
     target = f"results/smoke/detectors/{scenario}/model.pt"
     # state_interval_s 0: a state after every epoch, so that one killed after epoch 3 has one to resume
     args = ["--cores", "1", "--config", "detector={epochs: 60, state_interval_s: 0}", "--forcerun", "train_detector",
@@ -575,15 +598,15 @@ def test_the_magnet_and_both_defences_run_through_the_workflow(demo_run, tmp_pat
     work = tmp_path / "copy"
     shutil.copytree(demo_run, work, symlinks=True)
     results = Path("results") / "smoke"
-    targets = [str(results / "purified" / "pgd" / "0.5" / "defensive_model_2" / "summary.tsv"),
-               str(results / "fakes" / "faceswap_ae" / "pgd" / "0.5" / "both" / "manifest.parquet")]
+    targets = [str(results / "purified" / "pgd" / "mse" / "0.5" / "defensive_model_2" / "summary.tsv"),
+               str(results / "fakes" / "faceswap_ae" / "pgd" / "mse" / "0.5" / "both" / "manifest.parquet")]
     extra = ["--config", "defences=[none, diffpure, adv_generator, defensive_model_2, both]"]
     assert planned_jobs(work, *targets, *extra) == {"train_magnet": 1, "purify": 2, "generate_fakes": 1}
     snakemake(work, "--cores", "2", *targets, *extra)
     magnet = pd.read_csv(work / targets[0], sep="\t").iloc[0]
     assert magnet["defence"] == "defensive_model_2" and magnet["prop_dist_purified"] <= magnet["prop_dist_poisoned"]
     assert (work / results / "defences" / "magnet" / "defensive_model_2" / "model.pt").is_file()
-    both = read_manifest(work / results / "purified" / "pgd" / "0.5" / "both" / "manifest.parquet")
+    both = read_manifest(work / results / "purified" / "pgd" / "mse" / "0.5" / "both" / "manifest.parquet")
     assert (both["defence"] == "both").all() and both["purified_path"].notna().all()
     # both's measures and fakes come from the adversarially trained face swap: retraining it makes them stale
     assert planned_jobs(work, targets[1], "--forcerun", "train_adv_generator", *extra) == {
@@ -596,19 +619,19 @@ def test_an_adaptive_poison_is_crafted_against_each_defence_it_meets(demo_run, t
     work = tmp_path / "copy"
     shutil.copytree(demo_run, work, symlinks=True)
     results = work / "results" / "smoke"
-    target = str(Path("results") / "smoke" / "purified" / "adaptive_pgd" / "0.5" / "diffpure" / "summary.tsv")
+    target = str(Path("results") / "smoke" / "purified" / "adaptive_pgd" / "mse" / "0.5" / "diffpure" / "summary.tsv")
     extra = ["--config", "poison={attacks: [pgd, adaptive_pgd]}"]
-    plain = (results / "poisoned" / "pgd" / "0.5" / "manifest.parquet").read_bytes()
+    plain = (results / "poisoned" / "pgd" / "mse" / "0.5" / "manifest.parquet").read_bytes()
     assert planned_jobs(work, target, *extra) == {"poison_adaptive": 1, "purify": 1}
     snakemake(work, "--cores", "2", target, *extra)
-    against = results / "poisoned" / "adaptive_pgd" / "0.5" / "against" / "diffpure"
+    against = results / "poisoned" / "adaptive_pgd" / "mse" / "0.5" / "against" / "diffpure"
     poisoned = read_manifest(against / "manifest.parquet")
     assert poisoned["poisoned"].any() and (poisoned.loc[poisoned["poisoned"], "attack"] == "adaptive_pgd").all()
     assert pd.read_csv(against / "summary.tsv", sep="\t").iloc[0]["against"] == "diffpure"
-    purified = read_manifest(results / "purified" / "adaptive_pgd" / "0.5" / "diffpure" / "manifest.parquet")
+    purified = read_manifest(results / "purified" / "adaptive_pgd" / "mse" / "0.5" / "diffpure" / "manifest.parquet")
     assert purified["poisoned_path"].str.contains("/against/diffpure/").any()
-    assert "optimised through diffpure" in (work / "logs" / "smoke" / "poison" / "adaptive_pgd_0.5_against_diffpure.log").read_text()
-    assert (results / "poisoned" / "pgd" / "0.5" / "manifest.parquet").read_bytes() == plain
+    assert "optimised through diffpure" in (work / "logs" / "smoke" / "poison" / "adaptive_pgd_mse_0.5_against_diffpure.log").read_text()
+    assert (results / "poisoned" / "pgd" / "mse" / "0.5" / "manifest.parquet").read_bytes() == plain
 
 
 @pytest.mark.shared_data
@@ -672,7 +695,7 @@ def test_the_stargan_path_runs_from_ingest_to_the_table_on_the_attribute_demo(tm
         assert ("blur.kernel" in state) == blurred and "main.0.weight" in state
         assert len(pd.read_parquet(results / "defences" / name / "history.parquet")) == 4
 
-    fakes = read_manifest(results / "fakes" / "stargan" / "pgd" / "0.5" / "none" / "manifest.parquet")
+    fakes = read_manifest(results / "fakes" / "stargan" / "pgd" / "mse" / "0.5" / "none" / "manifest.parquet")
     assert set(fakes["method"]) == {"stargan"} and fakes["condition"].notna().all()
     table = pd.read_parquet(results / "studies" / "stargan" / "summary.parquet")
     assert set(table["generator"]) == {"stargan"}

@@ -22,8 +22,9 @@ except UntrainedDetector as exc:
     log.warning("%s", exc)
     scores = metrics = pd.DataFrame()
 else:
-    faces = evaluation_faces(read_manifest(snakemake.input.part),
-                             [read_manifest(f) for f in snakemake.input.test_fakes])
+    released = dict(zip(p.released, (read_manifest(f) for f in snakemake.input.released_fakes)))
+    faces = evaluation_faces(read_manifest(snakemake.input.part), [read_manifest(f) for f in snakemake.input.test_fakes],
+                             released)
     log.info("split C: %d real and %d fake faces (%s)", int((faces["label"] == 0).sum()), int(faces["label"].sum()),
              ", ".join(f"{k} {v}" for k, v in faces["test_set"].value_counts().sort_index().items()))
     # every detector meets the same attacks' starts and distortions: the run's seed, not the detector's

@@ -1,6 +1,6 @@
 """Snakemake entry point of rules generate_fakes (split B's purified, kept reals: the trainer's
-fakes) and generate_test_fakes (split C's clean reals: the evaluation's); the logic is
-robust_deepfake.stages.fakes."""
+fakes), generate_test_fakes (split C's clean reals: the evaluation's) and generate_released_fakes
+(split C's reals as a poisoning left them: the attacker's own); the logic is robust_deepfake.stages.fakes."""
 
 from robust_deepfake.logs import log_to_file
 

@@ -15,7 +15,7 @@ start_job(snakemake.threads)
 p, w = snakemake.params, snakemake.wildcards
 extractor = inception_extractor(p.inception_weights) if p.inception_weights else load_extractor(snakemake.input.extractor[0])
 reference = read_manifest(snakemake.input.reference)
-rows = [{"generator": w.generator, "attack": w.attack, "poison_rate": float(w.rate), "defence": defence,
+rows = [{"generator": w.generator, "attack": w.attack, "loss": w.loss, "poison_rate": float(w.rate), "defence": defence,
          **distance_row(extractor, read_manifest(path), reference, p.seed)}
         for defence, path in zip(p.defences, snakemake.input.fakes)]
 table = pd.DataFrame(rows)

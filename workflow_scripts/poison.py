@@ -1,5 +1,6 @@
-"""Snakemake entry point of rules poison and poison_adaptive (which adds the defence wildcard: the
-poison is then optimised through that defence); the logic is robust_deepfake.stages.poison."""
+"""Snakemake entry point of rules poison, poison_adaptive (which adds the defence wildcard: the
+poison is then optimised through that defence) and poison_test (every real face of split C, at
+rate 1); the logic is robust_deepfake.stages.poison."""
 
 from robust_deepfake.logs import log_to_file
 
@@ -12,7 +13,7 @@ from robust_deepfake.attacks.adaptive import identity  # noqa: E402
 from robust_deepfake.defences.anticipated import anticipated_purifier  # noqa: E402
 from robust_deepfake.defences.loading import load_purifier_model  # noqa: E402
 from robust_deepfake.defences.purifiers import settings_from_config  # noqa: E402
-from robust_deepfake.registry import DEFENCES, purifier_of  # noqa: E402
+from robust_deepfake.registry import DEFENCES, POISON_ATTACKS, purifier_of  # noqa: E402
 from robust_deepfake.devices import per_device, resolve_device, start_job  # noqa: E402
 from robust_deepfake.generators.loading import load_generator  # noqa: E402
 from robust_deepfake.manifest import POISON_COLUMNS, read_manifest, write_manifest  # noqa: E402
@@ -21,10 +22,11 @@ from robust_deepfake.seeding import seed_everything  # noqa: E402
 
 start_job(snakemake.threads)
 p = snakemake.params
-attack = snakemake.wildcards.attack
-if (attack == "none") != (p.rate == 0):
-    raise ValueError(f"{snakemake.output.manifest}: the clean scenario is attack 'none' at poison rate 0, and only "
-                     f"it (got attack {attack!r} at rate {p.rate:g})")
+attack, loss = snakemake.wildcards.attack, snakemake.wildcards.loss
+if (attack == "none") != (p.rate == 0) or (loss == "none") != (attack == "none" or not POISON_ATTACKS[attack].optimised):
+    raise ValueError(f"{snakemake.output.manifest}: the clean scenario is attack and loss 'none' at poison rate 0, and "
+                     f"only it; an attack without a loss has loss 'none' (got attack {attack!r}, loss {loss!r} at "
+                     f"rate {p.rate:g})")
 seed_everything(p.seed)
 device = resolve_device(p.device)
 batch_size = per_device(p.batch_size, device)
@@ -35,8 +37,8 @@ if attack == "none":
     log.info("the clean scenario: split B's %d real faces, none attacked", len(reals))
     generator = None
 else:
-    log.info("%s at rate %g: %d of %d real faces (%d of %d media) of split B, %s attack on %s",
-             attack, p.rate, int(mask.sum()), len(reals), reals.loc[mask, "media_id"].nunique(),
+    log.info("%s (%s loss) at rate %g: %d of %d real faces (%d of %d media) of split B, %s attack on %s",
+             attack, loss, p.rate, int(mask.sum()), len(reals), reals.loc[mask, "media_id"].nunique(),
              reals["media_id"].nunique(), p.threat, p.generator)
     generator = load_generator(p.generator, snakemake.input.model, p.generator_settings, device)
 through, eot_samples = identity, 1  # the plain attacker: nothing between the poison and G
@@ -54,7 +56,7 @@ poisoned = poison_faces(reals, mask, generator, attack, p.epsilon, p.steps, p.st
 if not mask.any():
     blank_grid(snakemake.output.grid, f"no face poisoned at rate {p.rate:g}")
 write_manifest(poisoned, snakemake.output.manifest, columns=POISON_COLUMNS)
-summary = poisoning_summary(poisoned, attack, p.rate, p.threat, p.generator)
+summary = poisoning_summary(poisoned, attack, loss, p.rate, p.threat, p.generator)
 if defence is not None:
     summary.insert(1, "against", defence)
 with atomic_path(snakemake.output.summary) as tmp:

@@ -49,7 +49,7 @@ after = generator_disruption(generator, clean, bgr_to_signed(read_images(purifie
 for column in DISRUPTION_METRICS:
     purified["p" + column] = after[column].to_numpy()
 write_manifest(purified, snakemake.output.manifest, columns=PURIFY_COLUMNS)
-summary = purification_summary(purified, w.attack, float(w.rate), w.defence, threshold, cost, batch_size)
+summary = purification_summary(purified, w.attack, w.loss, float(w.rate), w.defence, threshold, cost, batch_size)
 with atomic_path(snakemake.output.summary) as tmp:
     summary.to_csv(tmp, sep="\t", index=False)
 log.info("summary:\n%s", summary.T.to_string())

@@ -20,7 +20,7 @@ from robust_deepfake.checkpoints import training_state  # noqa: E402
 p, w = snakemake.params, snakemake.wildcards
 compute = Compute.for_job(p.device, snakemake.threads, p.compute)
 seed_everything(p.seed)
-scenario = "/".join(w[k] for k in ("backbone", "training", "generator", "attack", "rate", "defence")) + f"/seed{w.seed}"
+scenario = "/".join(w[k] for k in ("backbone", "training", "generator", "attack", "loss", "rate", "defence")) + f"/seed{w.seed}"
 config = DetectorConfig(backbone=w.backbone, image_size=p.settings["image_size"], mean=tuple(p.settings["mean"]),
                         std=tuple(p.settings["std"]), extra=p.settings["network"])
 try:

@@ -13,7 +13,7 @@ import json
 import sys
 from pathlib import Path
 
-DEFAULT_CHECKPOINT = Path("results/demo/detectors/resnet18/plain/faceswap_ae/none/0/none/seed0/model.pt")
+DEFAULT_CHECKPOINT = Path("results/demo/detectors/resnet18/plain/faceswap_ae/none/none/0/none/seed0/model.pt")
 
 
 def _parser() -> argparse.ArgumentParser:

@@ -28,6 +28,11 @@ RENAMED_KEYS = {("purify", "purifiers"): "defences (a top-level list: the defenc
                 ("experiments", "*", "purifier"): "defence"}
 
 
+def as_list(value) -> list:
+    """A key that takes one name or a list of them (poison.loss), as a list without repeats."""
+    return list(dict.fromkeys([value] if isinstance(value, str) else value))
+
+
 class ConfigError(ValueError):
     """A configuration value the schema (or a cross-key rule) does not allow."""
 
@@ -38,8 +43,8 @@ def load_schema(path: str | Path = SCHEMA_PATH) -> dict:
     with open(path) as f:
         schema = json.load(f)
     for keys, names in SCHEMA_ENUMS.items():
-        node = schema
-        for key in keys:  # through arrays of objects too (the experiment blocks)
+        node = schema["$defs"][keys[1]] if keys[0] == "$defs" else schema
+        for key in keys if keys[0] != "$defs" else ():  # through arrays of objects too (the experiment blocks)
             node = (node["items"] if node.get("type") == "array" else node)["properties"][key]
         (node["items"] if node.get("type") == "array" else node)["enum"] = list(names)
     return schema
@@ -128,7 +133,7 @@ def _check_cross_keys(config: dict, schema: dict) -> list[str]:
                         "dataset's root folder (set it with --config dataset_root=/path/to/data)")
     poison = config.get("poison", {})
     starts_at_input = sorted(a for a in poison.get("attacks", []) if POISON_ATTACKS[a].starts_at_input)
-    if starts_at_input and poison.get("loss") == "mse":
+    if starts_at_input and "mse" in as_list(poison.get("loss", [])):
         problems.append(f"config key 'poison.attacks': {starts_at_input} start at the clean image, where the "
                         "gradient of the mse loss MSE(G(x+d), G(x)) is zero, so they never move: use pgd "
                         "(random start) or poison.loss: target")
@@ -161,7 +166,8 @@ def _check_defence_targets(config: dict) -> list[str]:
 
 # experiment axis -> (config key of the upstream list it must draw from, how to compare values)
 EXPERIMENT_AXES = {"generator": ("fakes.generators", str), "attack": ("poison.attacks", str),
-                   "poison_rate": ("poison.poison_rate", float), "defence": ("defences", str)}
+                   "loss": ("poison.loss", str), "poison_rate": ("poison.poison_rate", float),
+                   "defence": ("defences", str)}
 
 
 def _check_experiments(config: dict) -> list[str]:
@@ -173,7 +179,7 @@ def _check_experiments(config: dict) -> list[str]:
             node = config
             for part in key.split("."):
                 node = node[part]
-            available = [kind(v) for v in node]
+            available = [kind(v) for v in ([node] if isinstance(node, str) else node)]
             missing = [v for v in block.get(axis, []) if kind(v) not in available]
             if missing:
                 problems.append(f"config key 'experiments.{i}.{axis}': {missing} not in '{key}' {available}")
@@ -242,6 +248,15 @@ def _check_backbone_settings(config: dict, schema: dict) -> list[str]:
     return problems
 
 
+def _branch_error(error: jsonschema.ValidationError) -> jsonschema.ValidationError:
+    """For a key that takes a name or a list of names, the error of the branch meant for the
+    value given (a list is judged by the list's rule), so the message names the wrong item."""
+    def fits(sub: jsonschema.ValidationError) -> bool:
+        branch = error.schema["anyOf"][sub.relative_schema_path[0]]
+        return (branch.get("type") == "array") == isinstance(error.instance, list)
+    return jsonschema.exceptions.best_match([e for e in error.context if fits(e)] or error.context)
+
+
 def validate_config(config: dict, schema_path: str | Path = SCHEMA_PATH) -> dict:
     """Check `config` against the schema, fill defaults in place and return it.
 
@@ -255,6 +270,8 @@ def validate_config(config: dict, schema_path: str | Path = SCHEMA_PATH) -> dict
     validator = jsonschema.Draft202012Validator(schema)
     problems = []
     for error in sorted(validator.iter_errors(config), key=lambda e: list(map(str, e.absolute_path))):
+        if error.validator == "anyOf" and error.context:  # a name or a list of names: say what is wrong in it
+            error = _branch_error(error)
         allowed = _describe_allowed(error)
         message = f"{error.instance!r} is not allowed" if error.validator == "pattern" else error.message
         line = f"config key '{_dotted(error.absolute_path)}': {message}"

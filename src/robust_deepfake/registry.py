@@ -138,10 +138,12 @@ PURIFIER_CONFIG_KEYS = {name: DEFENCES[name].config_keys for name in PURIFIERS}
 @dataclass(frozen=True)
 class Attack:
     """An L-inf attack (`attacks.linf`): `starts_at_input` ones take their first step at the clean
-    image, where a loss comparing G(x + d) with G(x) has zero gradient."""
+    image, where a loss comparing G(x + d) with G(x) has zero gradient; one that is not
+    `optimised` follows no loss (noise), so the loss axis does not apply to it."""
 
     what: str
     starts_at_input: bool = False
+    optimised: bool = True
     adaptive: bool = False  # optimised through the defence it meets (attacks.adaptive): one poison per defence
     algorithm: str | None = None  # the `attacks.linf` attack it runs, when not its own name
 
@@ -152,9 +154,17 @@ POISON_ATTACKS = {
                            "gradients where it is not differentiable", adaptive=True, algorithm="pgd"),
     "bim": Attack("basic iterative method (I-FGSM)", starts_at_input=True),
     "fgsm": Attack("one signed-gradient step", starts_at_input=True),
-    "gaussian": Attack("Gaussian noise of the same L-inf size: the baseline"),
+    "gaussian": Attack("Gaussian noise of the same L-inf size: the baseline", optimised=False),
 }
 ADAPTIVE_ATTACKS = tuple(name for name, a in POISON_ATTACKS.items() if a.adaptive)
+
+
+# What the poisoning attacker maximises (attacks/disruption.disruption_loss); each names a folder
+# of the poisoned scenarios, beside the attack.
+POISON_LOSSES = {
+    "mse": "MSE(G(x+d), G(x)): push the generator's output away from the clean one (Ruiz et al.)",
+    "target": "-MSE(G(x+d), black): pull the generator's output towards a black image (the DDPM-purification paper)",
+}
 
 
 def linf_attack(name: str) -> str:
@@ -163,6 +173,12 @@ def linf_attack(name: str) -> str:
 
 
 EVASION_ATTACKS = ("fgsm", "pgd")  # the evaluation's attacks on the detector
+RELEASED_PREFIX = "released_"  # the evaluation's test sets of the attacker's own fakes
+
+
+def released_test_set(attack: str, loss: str) -> str:
+    """The test set of the fakes made from C's real faces as poisoning `attack` / `loss` left them."""
+    return f"{RELEASED_PREFIX}{attack}_{loss}"
 # DeeperForensics-1.0's distortions (attacks/distortions.py), on crops or on whole videos
 DISTORTION_KINDS = ("CS", "CC", "BW", "GNC", "GB", "JPEG", "VC")
 
@@ -219,4 +235,5 @@ SCHEMA_ENUMS = {
     ("evaluate", "distortions"): DISTORTION_KINDS,
     ("evaluate", "video_distortions"): DISTORTION_KINDS,
     ("experiments", "training"): tuple(TRAINING_MODES),
+    ("$defs", "poison_loss"): tuple(POISON_LOSSES),  # poison.loss and experiments[].loss
 }

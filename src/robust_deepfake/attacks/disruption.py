@@ -34,11 +34,11 @@ import pandas as pd
 import torch
 
 from robust_deepfake.generators.base import FaceGenerator, for_faces
+from robust_deepfake.registry import POISON_LOSSES
 
 L0_TOLERANCE = 1.0 / 255.0
 PROP_DIST_THRESHOLD = 0.05
 DATA_RANGE = 2.0
-LOSS_KINDS = ("mse", "target")
 DISRUPTION_METRICS = ["dist_l1", "dist_l2", "dist_l0", "dist_linf", "dist_prop"]
 PERTURBATION_METRICS = ["pert_linf", "pert_l2", "pert_psnr"]
 
@@ -59,8 +59,8 @@ def disruption_loss(generator: FaceGenerator, x_adv: torch.Tensor, clean_outputs
       maximising it pulls every output towards a black image; `clean_outputs` gives only the
       conditions and the output shape.
     """
-    if kind not in LOSS_KINDS:
-        raise ValueError(f"unknown disruption loss {kind!r}; known: {LOSS_KINDS}")
+    if kind not in POISON_LOSSES:
+        raise ValueError(f"unknown disruption loss {kind!r}; known: {list(POISON_LOSSES)}")
     total = x_adv.new_zeros(x_adv.shape[0])
     for condition, clean in clean_outputs.items():
         out = generator.generate(x_adv, condition)

@@ -4,6 +4,9 @@ and distortion.
 The test set is split C's real faces, the dataset's own fakes in C (FF++, Celeb-DF, ...) and the
 fakes each configured generator made from C's clean real faces (`test_fakes`), so that a detector
 trained on one generator's fakes is also measured on every other's: the cross-generator question.
+Beside them, the attacker's own fakes (`released_<attack>_<loss>`): the attacked generator applied
+to all of C's real faces as that poisoning leaves them, as an attacker would make and release them;
+each is a test set of its own, outside `all`, so the headline figures stay on clean-made fakes.
 Every condition is scored on real and fake alike (DeeperForensics' users asked for exactly that):
 
 - `clean`: the faces as they are;
@@ -34,7 +37,7 @@ from robust_deepfake.detectors.adversarial import per_sample_bce
 from robust_deepfake.attacks.distortions import distort
 from robust_deepfake.devices import Compute, per_device
 from robust_deepfake.images import read_image, to_rgb
-from robust_deepfake.registry import EVASION_ATTACKS
+from robust_deepfake.registry import EVASION_ATTACKS, RELEASED_PREFIX
 from robust_deepfake.tensors import rgb_to_unit
 from robust_deepfake.detectors.network import DeepfakeDetector
 from robust_deepfake.detectors.scoring import (ALL_FAKES, DFDC_ALPHA, VIDEO_SUFFIX, attack_success_rate,
@@ -43,11 +46,14 @@ from robust_deepfake.seeding import item_seed
 
 log = logging.getLogger(__name__)
 
-def evaluation_faces(part_c: pd.DataFrame, test_fakes: list[pd.DataFrame]) -> pd.DataFrame:
+def evaluation_faces(part_c: pd.DataFrame, test_fakes: list[pd.DataFrame],
+                     released: dict[str, pd.DataFrame] | None = None) -> pd.DataFrame:
     """Rows media_id, frame_idx, image_path, label, test_set. The reals belong to every test set;
-    each fake's test set is its generator (generated here) or its method (the dataset's own)."""
+    each fake's test set is its generator (generated here), its method (the dataset's own) or, for
+    the attacker's own fakes, the name it is given in `released`."""
     own = part_c.assign(image_path=part_c["face_path"], test_set=part_c["method"].where(part_c["label"] == 1, "real"))
     made = [f.assign(test_set=f["generator"]) for f in test_fakes if len(f)]
+    made += [f.assign(test_set=name) for name, f in (released or {}).items() if len(f)]
     columns = ["media_id", "frame_idx", "image_path", "label", "test_set"]
     faces = pd.concat([own[columns], *[f[columns] for f in made]], ignore_index=True)
     if not (faces["label"] == 0).any() or not (faces["label"] == 1).any():
@@ -119,11 +125,12 @@ def _metrics_rows(scores: pd.DataFrame, threshold: float, alpha: float) -> list[
 
 
 def test_set_views(scores: pd.DataFrame) -> Iterator[tuple[str, pd.DataFrame]]:
-    """Each fake test set with all the reals, then every fake together (`all`)."""
+    """Each fake test set with all the reals, then every fake made from clean faces together
+    (`all`: the attacker's own fakes are reported apart)."""
     reals = scores[scores["label"] == 0]
     for name in sorted(scores.loc[scores["label"] == 1, "test_set"].unique()):
         yield name, pd.concat([reals, scores[scores["test_set"] == name]], ignore_index=True)
-    yield ALL_FAKES, scores
+    yield ALL_FAKES, scores[~scores["test_set"].str.startswith(RELEASED_PREFIX)]
 
 
 def metrics_table(scores: pd.DataFrame, threshold: float, alpha: float = DFDC_ALPHA) -> pd.DataFrame:

@@ -35,15 +35,17 @@ log = logging.getLogger(__name__)
 
 def fake_sources(manifest: pd.DataFrame) -> pd.DataFrame:
     """The real faces fakes are made from, with `image_path` the face as its user has it: a purified
-    manifest gives the faces the reject step kept, purified (the trainer's); a split manifest its
-    real faces as cropped (the evaluation's, never attacked)."""
+    manifest gives the faces the reject step kept, purified (the trainer's); a poisoned one its
+    faces as the attacker left them (the attacker's own fakes); a split manifest its real faces
+    as cropped (the evaluation's, never attacked)."""
     reals = manifest[manifest["label"] == 0]
     purified = "kept" in manifest.columns
     if purified:
         reals = reals[reals["kept"].astype(bool)]
+    column = "purified_path" if purified else "poisoned_path" if "poisoned_path" in manifest.columns else "face_path"
     # from the filtered frame's own column: assigning another frame's Series to an empty frame
     # would adopt that Series' index and bring every rejected row back as an empty record
-    return reals.assign(image_path=reals["purified_path" if purified else "face_path"]).reset_index(drop=True)
+    return reals.assign(image_path=reals[column]).reset_index(drop=True)
 
 
 def plan_fakes(reals: pd.DataFrame, conditions: list[str] | None, per_face: int, seed: int) -> pd.DataFrame:

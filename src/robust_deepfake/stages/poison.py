@@ -187,11 +187,12 @@ def blank_grid(path: str | Path, message: str) -> None:
     write_image(path, canvas)
 
 
-def poisoning_summary(poisoned: pd.DataFrame, attack: str, rate: float, threat: str, generator: str) -> pd.DataFrame:
+def poisoning_summary(poisoned: pd.DataFrame, attack: str, loss: str, rate: float, threat: str,
+                      generator: str) -> pd.DataFrame:
     """The scenario's row of poisoned/summary.tsv: the perturbation's size and the disruption of the
     generator's output (`prop_dist`), over the faces that were attacked."""
     summary = summarise(poisoned[poisoned["poisoned"]]).to_frame().T
-    for position, (column, value) in enumerate({"attack": attack, "poison_rate": rate, "threat": threat,
+    for position, (column, value) in enumerate({"attack": attack, "loss": loss, "poison_rate": rate, "threat": threat,
                                                 "generator": generator}.items()):
         summary.insert(position, column, value)
     return summary

@@ -102,8 +102,8 @@ def purify_split(rows: pd.DataFrame, name: str, settings: Mapping[str, Any], out
     return out, {"unet_evals": evals, "seconds": seconds}
 
 
-def purification_summary(purified: pd.DataFrame, attack: str, rate: float, defence: str, threshold: float | None,
-                         cost: dict, batch_size: int) -> pd.DataFrame:
+def purification_summary(purified: pd.DataFrame, attack: str, loss: str, rate: float, defence: str,
+                         threshold: float | None, cost: dict, batch_size: int) -> pd.DataFrame:
     """The scenario's row of purified/summary.tsv: the reject rate (poisoned and clean faces apart),
     the disruption of G's output before and after the defence, the purified faces' quality against
     the clean ones and what purification cost."""
@@ -112,7 +112,7 @@ def purification_summary(purified: pd.DataFrame, attack: str, rate: float, defen
     def mean(column: str, rows) -> float | None:
         return float(purified.loc[rows, column].mean()) if rows.any() else None
     return pd.DataFrame([{
-        "attack": attack, "poison_rate": rate, "defence": defence, "faces": len(purified),
+        "attack": attack, "loss": loss, "poison_rate": rate, "defence": defence, "faces": len(purified),
         "poisoned_faces": int(poisoned.sum()), "reject_threshold": threshold,
         "reject_rate": float(1 - purified["kept"].mean()),
         "reject_rate_poisoned": None if not poisoned.any() else 1 - mean("kept", poisoned),

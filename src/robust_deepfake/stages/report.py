@@ -28,7 +28,7 @@ from robust_deepfake.atomic import atomic_path  # noqa: E402
 from robust_deepfake.detectors.scoring import ALL_FAKES, VIDEO_SUFFIX, roc_points  # noqa: E402
 from robust_deepfake.registry import EVASION_ATTACKS  # noqa: E402
 
-SCENARIO_AXES = ["backbone", "training", "generator", "attack", "poison_rate", "defence"]
+SCENARIO_AXES = ["backbone", "training", "generator", "attack", "loss", "poison_rate", "defence"]
 NO_DETECTOR = "none: no training faces"
 # the columns of summary.md, in order (each present one shown as mean ± sd over the seeds)
 SUMMARY_COLUMNS = ["reject_rate", "train_images", "val_auc", "acc", "auc", "video_auc", "eer", "wp", "fgsm_asr",
@@ -152,12 +152,13 @@ def poisoning_effects(per_seed: pd.DataFrame, metrics: tuple[str, ...] = ("auc",
         clean = group[(group["poison_rate"] == 0) & (group["defence"] == "none")].set_index("seed")
         if clean.empty:  # no clean scenario in the grid: nothing to measure a cost against
             continue
-        for (attack, rate), attacked in group[group["poison_rate"] > 0].groupby(["attack", "poison_rate"], sort=True):
+        for (attack, loss, rate), attacked in group[group["poison_rate"] > 0].groupby(["attack", "loss", "poison_rate"],
+                                                                                     sort=True):
             undefended = attacked[attacked["defence"] == "none"].set_index("seed")
             for defence, defended in attacked.groupby("defence", sort=True):
                 defended = defended.set_index("seed")
                 row = {"backbone": backbone, "training": training, "generator": generator, "attack": attack,
-                       "poison_rate": rate, "defence": defence, "seeds": len(defended)}
+                       "loss": loss, "poison_rate": rate, "defence": defence, "seeds": len(defended)}
                 for metric in metrics:
                     column = f"{metric}_{generator}" if f"{metric}_{generator}" in group else metric
                     seeds = defended.index.intersection(clean.index).intersection(undefended.index)
@@ -213,7 +214,7 @@ def summary_markdown(summary: pd.DataFrame, effects: pd.DataFrame) -> str:
 
 def _effects_view(effects: pd.DataFrame) -> pd.DataFrame:
     """One readable column per quantity: `mean [lo, hi]`."""
-    view = effects[["backbone", "training", "generator", "attack", "poison_rate", "defence", "seeds"]].copy()
+    view = effects[["backbone", "training", "generator", "attack", "loss", "poison_rate", "defence", "seeds"]].copy()
     for column in [c for c in effects.columns if c.endswith(("_clean", "_poisoned", "_defended"))]:
         view[column] = effects[column]
     for quantity in ("cost", "won_back", "share"):
@@ -249,9 +250,9 @@ def plot_auc_vs_rate(summary: pd.DataFrame, path: str | Path) -> None:
     fig, axes = plt.subplots(1, 2, figsize=(11, 4), constrained_layout=True)
     # the clean scenario (rate 0, whatever its attack is named) starts every attack's line
     clean, attacked = summary[summary["poison_rate"] == 0], summary[summary["poison_rate"] > 0]
-    attacks = attacked["attack"].unique()
-    table = pd.concat([attacked] + [clean.assign(attack=a) for a in attacks]) if len(attacks) else clean
-    groups = ["backbone", "training", "generator", "attack", "defence"]
+    poisonings = attacked[["attack", "loss"]].drop_duplicates().itertuples(index=False)
+    table = pd.concat([attacked] + [clean.assign(attack=a, loss=l) for a, l in poisonings]) if len(attacked) else clean
+    groups = ["backbone", "training", "generator", "attack", "loss", "defence"]
     varying = [g for g in groups if table[g].nunique() > 1] or ["defence"]
     for ax, metric, name in zip(axes, ("auc", "acc"), ("AUC", "accuracy")):
         for key, group in table.groupby(varying, sort=True):
