@@ -19,8 +19,8 @@ import pandas as pd
 
 from robust_deepfake.datasets import (DatasetLayoutError, adapter_frame, media_path, require_dir, scan_media,
                                       warn_ignored)
-from robust_deepfake.manifest import ATTR_PREFIX
 from robust_deepfake.logs import console
+from robust_deepfake.manifest import ATTR_PREFIX
 
 IMAGES = "img_align_celeba"
 ATTRIBUTES = "list_attr_celeba.txt"
