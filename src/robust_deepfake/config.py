@@ -43,11 +43,20 @@ def load_schema(path: str | Path = SCHEMA_PATH) -> dict:
     with open(path) as f:
         schema = json.load(f)
     for keys, names in SCHEMA_ENUMS.items():
-        node = schema["$defs"][keys[1]] if keys[0] == "$defs" else schema
-        for key in keys if keys[0] != "$defs" else ():  # through arrays of objects too (the experiment blocks)
-            node = (node["items"] if node.get("type") == "array" else node)["properties"][key]
+        node = _schema_node(schema, keys)
         (node["items"] if node.get("type") == "array" else node)["enum"] = list(names)
     return schema
+
+
+def _schema_node(schema: dict, keys: tuple[str, ...]) -> dict:
+    """The schema of config key `keys`, through arrays of objects too (the experiment blocks), or
+    the shared definition ("$defs", name) that several keys refer to (the poisoning losses)."""
+    if keys[0] == "$defs":
+        return schema["$defs"][keys[1]]
+    node = schema
+    for key in keys:
+        node = (node["items"] if node.get("type") == "array" else node)["properties"][key]
+    return node
 
 
 def _renamed_keys(config: dict) -> list[str]:

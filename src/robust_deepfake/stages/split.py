@@ -233,36 +233,38 @@ def check_reals(media: pd.DataFrame, faces: pd.DataFrame, fractions: dict[str, f
     lacking = [p for p in wanted if not (media["part"].eq(p) & media["label"].eq(0)).any()]
     if not lacking:
         return
-    real_media = faces.loc[faces["label"] == 0, "media_id"].unique()
+    real_media = _per_media(faces[faces["label"] == 0])
     usable = media.loc[media["label"] == 0]
-    if not len(real_media):
+    if real_media.empty:
         why = "the dataset's manifest lists no real media (label 0) at all: check its labels and that its real files exist"
     elif usable.empty:
-        real = faces[faces["label"] == 0]
-        errors = real.groupby("media_id")["error"].first().fillna("no usable face").map(_reason_kind)
-        reasons = ", ".join(f"{n} {reason}" for reason, n in errors.value_counts().sort_index().items())
-        why = f"none of its {len(real_media)} real media kept a usable face ({reasons})"
+        why = f"none of its {len(real_media)} real media kept a usable face ({_as_text(_lost_reasons(real_media))})"
     else:
         why = (f"its real media that kept a face belong to {usable['group'].nunique()} identity group(s), and each of "
                f"{', '.join(wanted)} needs one; add real media of more people or change split.fractions")
     raise SplitError(f"split: part{'s' if len(lacking) > 1 else ''} {', '.join(lacking)} would hold no real media: {why}")
 
 
-def report_losses(summary: pd.DataFrame, n_media: int) -> None:
-    """Say on the console how many media the split lost and why (the summary's `lost:` rows)."""
-    lost = summary[summary["part"].astype(str).str.startswith("lost: ")]
-    if lost.empty:
-        return
-    reasons = ", ".join(f"{int(n)} {part.removeprefix('lost: ')}" for part, n in zip(lost["part"], lost["media"]))
-    console.warning("split: %d of %d media lost before the split (%s); their rows in the crop manifests say "
-                    "which and why", int(lost["media"].sum()), n_media, reasons)
+def _per_media(faces: pd.DataFrame) -> pd.DataFrame:
+    """One row per media: its label, how many usable faces it kept, its first error."""
+    return faces.groupby("media_id").agg(label=("label", "first"), faces=("face_path", "count"),
+                                         error=("error", "first"))
+
+
+def _lost_reasons(per_media: pd.DataFrame) -> pd.Series:
+    """How many media kept no usable face, per kind of reason (`_reason_kind`), in name order."""
+    lost = per_media[per_media["faces"] == 0]
+    return lost["error"].fillna("no usable face").map(_reason_kind).value_counts().sort_index()
+
+
+def _as_text(counts: pd.Series) -> str:
+    return ", ".join(f"{int(n)} {reason}" for reason, n in counts.items())
 
 
 def split_summary(faces: pd.DataFrame, media: pd.DataFrame) -> pd.DataFrame:
     """Media and face counts per part and label, and the media lost before the split, by reason."""
     rows = []
-    per_media = faces.groupby("media_id").agg(label=("label", "first"), faces=("face_path", "count"),
-                                              error=("error", "first"))
+    per_media = _per_media(faces)
     for part in PARTS:
         ids = media.loc[media["part"] == part, "media_id"]
         for label in (0, 1):
@@ -274,12 +276,13 @@ def split_summary(faces: pd.DataFrame, media: pd.DataFrame) -> pd.DataFrame:
                  "media": len(excluded), "faces": int(per_media.loc[per_media.index.isin(excluded), "faces"].sum()),
                  "identities": pd.NA})
     rows += _missing_labels(media)
-    lost = per_media[per_media["faces"] == 0]
-    for reason, n in lost["error"].fillna("no usable face").map(_reason_kind).value_counts().sort_index().items():
-        rows.append({"part": f"lost: {reason}", "label": pd.NA, "media": int(n), "faces": 0, "identities": pd.NA})
-    summary = pd.DataFrame(rows)
-    report_losses(summary, len(per_media))
-    return summary
+    lost = _lost_reasons(per_media)
+    rows += [{"part": f"lost: {reason}", "label": pd.NA, "media": int(n), "faces": 0, "identities": pd.NA}
+             for reason, n in lost.items()]
+    if len(lost):  # the console, not only summary.tsv and the shard logs
+        console.warning("split: %d of %d media lost before the split (%s); their rows in the crop manifests say "
+                        "which and why", int(lost.sum()), len(per_media), _as_text(lost))
+    return pd.DataFrame(rows)
 
 
 def _missing_labels(media: pd.DataFrame) -> list[dict]:
