@@ -20,7 +20,7 @@ from robust_deepfake.config import as_list, validate_config
 from robust_deepfake.fingerprint import script_fingerprint
 from robust_deepfake.stages.ingest import listing_fingerprint, options_from_config
 from robust_deepfake.manifest import shard_digests, shard_name
-from robust_deepfake.paths import unsafe_output_folder
+from robust_deepfake.paths import unsafe_output_folders
 from robust_deepfake.registry import (ADAPTIVE_ATTACKS, ADVERSARIAL_GENERATOR_MODELS, DEFENCES, DETECTOR_FAMILIES,
                                       GENERATORS, POISON_ATTACKS, POISON_LOSSES, PURIFIER_CONFIG_KEYS, RENDERED_LAYOUTS,
                                       TRAINED_GENERATORS, TRAINING_MODES, DISTORTION_KINDS, released_test_set)
@@ -114,8 +114,8 @@ def check_directory_outputs():
     resources/ or a folder above them: Snakemake deletes such an output before rerunning its rule.
     The schema's folder names already forbid it; this holds whatever a future rule or key does."""
     protected = [workflow.basedir, os.getcwd(), "results", "resources", "logs", "benchmarks", ".snakemake"]
-    problems = [f"rule {rule.name}: output {why}" for rule in workflow.rules for output in rule.output
-                if is_flagged(output, "directory") and (why := unsafe_output_folder(output, protected))]
+    folders = [(rule.name, output) for rule in workflow.rules for output in rule.output if is_flagged(output, "directory")]
+    problems = unsafe_output_folders(folders, protected)
     if problems:
         raise WorkflowError("unsafe output folders:\n  " + "\n  ".join(problems))
 

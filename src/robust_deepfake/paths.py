@@ -58,3 +58,10 @@ def unsafe_output_folder(folder: str | Path, protected: Iterable[str | Path]) ->
         if target == guarded or target in guarded.parents:
             return f"{folder} is {guarded} or a folder above it, which a rerun would delete"
     return None
+
+
+def unsafe_output_folders(folders: Iterable[tuple[str, str | Path]], protected: Iterable[str | Path]) -> list[str]:
+    """One line per (rule name, directory() output) that `unsafe_output_folder` refuses."""
+    protected = list(protected)
+    return [f"rule {name}: output {why}" for name, folder in folders
+            if (why := unsafe_output_folder(folder, protected))]
